@@ -1,0 +1,215 @@
+#include "cloud/api.h"
+
+#include <spdlog/spdlog.h>
+
+#include "cloud/api_json.h"
+#include "verge/v1/link.pb.h"
+
+namespace verge::cloud {
+namespace {
+
+using json = nlohmann::json;
+
+http::Response Json(int status, const json& j) { return {status, "application/json", j.dump()}; }
+http::Response Fail(Code code, std::string msg) { return http::ErrorResponse(Status(code, std::move(msg))); }
+
+std::vector<std::string_view> Segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  while (!path.empty()) {
+    if (path.front() == '/') {
+      path.remove_prefix(1);
+      continue;
+    }
+    size_t p = path.find('/');
+    out.push_back(path.substr(0, p));
+    if (p == std::string_view::npos) break;
+    path.remove_prefix(p);
+  }
+  return out;
+}
+
+}  // namespace
+
+http::Response Api::Handle(const http::Request& req) {
+  if (req.path == "/healthz") return Json(200, {{"status", "ok"}});
+  std::string auth = req.Header("authorization");
+  if (!auth.starts_with("Bearer ") || !tokens_.CheckAdminToken(std::string_view(auth).substr(7))) {
+    return Fail(Code::kUnauthenticated,
+                auth.empty() ? "missing bearer token (Authorization: Bearer <token>)"
+                             : "invalid bearer token");
+  }
+  try {
+    return Route(req);
+  } catch (const std::exception& e) {
+    spdlog::error("API {} {} failed: {}", req.method, req.path, e.what());
+    return Fail(Code::kInternal, "internal error");
+  }
+}
+
+http::Response Api::Route(const http::Request& req) {
+  auto seg = Segments(req.path);
+  const std::string& m = req.method;
+  if (seg.size() < 2 || seg[0] != "api" || seg[1] != "v1") {
+    return Fail(Code::kNotFound, "no such endpoint: " + req.path);
+  }
+  seg.erase(seg.begin(), seg.begin() + 2);
+  auto not_allowed = [&] {
+    return http::Response{405, "application/json",
+                          json{{"error", {{"code", "method_not_allowed"},
+                                          {"message", m + " is not allowed on " + req.path}}}}
+                              .dump()};
+  };
+
+  if (!seg.empty() && seg[0] == "nodes") {
+    if (seg.size() == 1) {
+      if (m != "GET") return not_allowed();
+      json arr = json::array();
+      std::string status_filter = req.query.count("status") ? req.query.at("status") : "";
+      for (const auto& n : registry_.List()) {
+        if (!status_filter.empty() && NodeStatusName(n.status) != status_filter) continue;
+        arr.push_back(NodeJson(n, registry_.IsConnected(n.name)));
+      }
+      return Json(200, arr);
+    }
+    std::string name(seg[1]);
+    if (seg.size() == 2) {
+      if (m == "GET") {
+        auto n = registry_.Get(name);
+        if (!n) return Fail(Code::kNotFound, "node \"" + name + "\" not found");
+        return Json(200, NodeJson(*n, registry_.IsConnected(name)));
+      }
+      if (m == "PATCH") {
+        auto patch = ParseLabelPatch(req.body);
+        if (!patch.ok()) return http::ErrorResponse(patch.status());
+        auto n = registry_.PatchLabels(name, *patch);
+        if (!n.ok()) return http::ErrorResponse(n.status());
+        return Json(200, NodeJson(*n, registry_.IsConnected(name)));
+      }
+      if (m == "DELETE") {
+        auto n = registry_.Decommission(name);
+        if (!n.ok()) return http::ErrorResponse(n.status());
+        link_.Disconnect(name, v1::Goodbye::REVOKED,
+                         "this node was decommissioned and its certificate revoked");
+        spdlog::info("node {} decommissioned; certificate {} revoked", name, n->cert_serial);
+        return Json(200, {{"name", name}, {"decommissioned", true},
+                          {"revokedCertificate", n->cert_serial}});
+      }
+      return not_allowed();
+    }
+    if (seg.size() == 3 && seg[2] == "events") {
+      if (m != "GET") return not_allowed();
+      int limit = 100;
+      if (auto it = req.query.find("limit"); it != req.query.end()) {
+        try {
+          limit = std::clamp(std::stoi(it->second), 1, 10000);
+        } catch (...) {
+          return Fail(Code::kInvalidArgument, "limit must be a number");
+        }
+      }
+      if (!registry_.Get(name)) {
+        // Events outlive a decommissioned node, so an unknown name may still have history.
+        auto ev = registry_.Events(name, limit);
+        if (!ev.ok()) return http::ErrorResponse(ev.status());
+        if (ev->empty()) return Fail(Code::kNotFound, "node \"" + name + "\" not found");
+        json arr = json::array();
+        for (const auto& e : *ev) arr.push_back(EventJson(e));
+        return Json(200, arr);
+      }
+      auto ev = registry_.Events(name, limit);
+      if (!ev.ok()) return http::ErrorResponse(ev.status());
+      json arr = json::array();
+      for (const auto& e : *ev) arr.push_back(EventJson(e));
+      return Json(200, arr);
+    }
+  }
+
+  if (!seg.empty() && seg[0] == "tokens") {
+    if (seg.size() == 1 && m == "GET") {
+      auto list = tokens_.List();
+      if (!list.ok()) return http::ErrorResponse(list.status());
+      json arr = json::array();
+      for (const auto& t : *list) arr.push_back(TokenJson(t, clock_.WallMs()));
+      return Json(200, arr);
+    }
+    if (seg.size() == 1 && m == "POST") {
+      auto body = ParseTokenCreate(req.body);
+      if (!body.ok()) return http::ErrorResponse(body.status());
+      auto created = tokens_.Create(body->ttl, body->description);
+      if (!created.ok()) return http::ErrorResponse(created.status());
+      json j = TokenJson(created->record, clock_.WallMs());
+      j["token"] = created->token;
+      return Json(201, j);
+    }
+    if (seg.size() == 2 && m == "DELETE") {
+      auto st = tokens_.Revoke(std::string(seg[1]));
+      if (!st.ok()) return http::ErrorResponse(st);
+      return Json(200, {{"id", std::string(seg[1])}, {"revoked", true}});
+    }
+    if (seg.size() <= 2) return not_allowed();
+  }
+
+  if (seg.size() == 1 && seg[0] == "status" && m == "GET") {
+    auto c = registry_.Counts();
+    return Json(200, {{"nodes", c.nodes}, {"online", c.online}, {"degraded", c.degraded},
+                      {"offline", c.offline}, {"connected", c.connected},
+                      {"streams", link_.ActiveStreams()},
+                      {"heartbeats", link_.counters().heartbeats.load()}});
+  }
+  return Fail(Code::kNotFound, "no such endpoint: " + req.path);
+}
+
+http::Response JoinService::Handle(const http::Request& req) {
+  if (req.path == "/v1/ca" && req.method == "GET") {
+    return http::Response{200, "application/x-pem-file", ca_.cert_pem()};
+  }
+  if (req.path == "/v1/join") {
+    if (req.method != "POST") return Fail(Code::kInvalidArgument, "use POST for /v1/join");
+    try {
+      return Join(req);
+    } catch (const std::exception& e) {
+      spdlog::error("join failed: {}", e.what());
+      return Fail(Code::kInternal, "internal error");
+    }
+  }
+  if (req.path == "/healthz") return Json(200, {{"status", "ok"}});
+  return Fail(Code::kNotFound, "no such endpoint: " + req.path);
+}
+
+http::Response JoinService::Join(const http::Request& req) {
+  v1::JoinRequest jr;
+  if (req.body.size() > 64 * 1024 ||
+      !jr.ParseFromArray(req.body.data(), static_cast<int>(req.body.size()))) {
+    return Fail(Code::kInvalidArgument, "body is not a verge.v1.JoinRequest");
+  }
+  if (auto st = ValidateNodeName(jr.node_name()); !st.ok()) return http::ErrorResponse(st);
+  auto token = tokens_.Validate(jr.token());
+  if (!token.ok()) {
+    spdlog::warn("join of \"{}\" from {} refused: {}", jr.node_name(), req.remote_address,
+                 token.status().message());
+    return http::ErrorResponse(token.status());
+  }
+  if (registry_.Get(jr.node_name())) {
+    return Fail(Code::kAlreadyExists,
+                fmt::format("a node named \"{}\" is already registered; delete it first "
+                            "(vergectl nodes delete {}) or join with another name",
+                            jr.node_name(), jr.node_name()));
+  }
+  auto cert = ca_.IssueClientCert(jr.csr_pem(), jr.node_name(), validity_days_);
+  if (!cert.ok()) return http::ErrorResponse(cert.status());
+  auto info = pki::InspectCertificate(*cert);
+  if (!info.ok()) return http::ErrorResponse(info.status());
+  if (auto st = registry_.AddJoined(jr.node_name(), info->serial_hex, info->not_after_ms,
+                                    req.remote_address);
+      !st.ok()) {
+    return http::ErrorResponse(st);
+  }
+  spdlog::info("node {} joined from {} with token {}", jr.node_name(), req.remote_address,
+               token->id);
+  v1::JoinResponse resp;
+  resp.set_certificate_pem(*cert);
+  resp.set_ca_pem(ca_.cert_pem());
+  resp.set_protocol_version(kProtocolVersion);
+  return http::Response{200, "application/x-protobuf", resp.SerializeAsString()};
+}
+
+}  // namespace verge::cloud

@@ -1,0 +1,49 @@
+// The REST API (api-listen) and the join endpoints (link-listen), as plain request →
+// response functions over the registry and token service. The transport (net.cc) calls
+// them on its I/O threads. Routes and shapes are documented in docs/api.md.
+// Thread-safety: thread-safe (everything they touch is).
+#pragma once
+
+#include "cloud/link_service.h"
+#include "cloud/registry.h"
+#include "cloud/tokens.h"
+#include "common/http.h"
+#include "common/pki.h"
+
+namespace verge::cloud {
+
+class Api {
+ public:
+  Api(Registry& registry, TokenService& tokens, LinkService& link, const Clock& clock)
+      : registry_(registry), tokens_(tokens), link_(link), clock_(clock) {}
+
+  http::Response Handle(const http::Request& req);
+
+ private:
+  http::Response Route(const http::Request& req);
+  Registry& registry_;
+  TokenService& tokens_;
+  LinkService& link_;
+  const Clock& clock_;
+};
+
+class JoinService {
+ public:
+  JoinService(Registry& registry, TokenService& tokens, const pki::CertificateAuthority& ca,
+              int cert_validity_days, const Clock& clock)
+      : registry_(registry), tokens_(tokens), ca_(ca), validity_days_(cert_validity_days),
+        clock_(clock) {}
+
+  // GET /v1/ca and POST /v1/join.
+  http::Response Handle(const http::Request& req);
+
+ private:
+  http::Response Join(const http::Request& req);
+  Registry& registry_;
+  TokenService& tokens_;
+  const pki::CertificateAuthority& ca_;
+  int validity_days_;
+  const Clock& clock_;
+};
+
+}  // namespace verge::cloud

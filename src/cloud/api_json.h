@@ -1,0 +1,42 @@
+// JSON shapes of the REST API: parsing of request bodies (every one validated, with a clear
+// error and never an exception) and rendering of records. Thread-safety: pure functions.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "cloud/model.h"
+#include "common/duration.h"
+#include "common/status.h"
+
+namespace verge::cloud {
+
+// Largest request body the API reads.
+inline constexpr size_t kMaxApiBodyBytes = 1 << 20;
+
+// {"labels": {"k": "v", "gone": null}}: sets k, removes gone.
+using LabelPatch = std::map<std::string, std::optional<std::string>>;
+Result<LabelPatch> ParseLabelPatch(std::string_view body);
+
+struct TokenCreateRequest {
+  Millis ttl{24 * 3600 * 1000};
+  std::string description;
+};
+// {"ttl": "24h", "description": "..."}; an empty body takes the defaults.
+Result<TokenCreateRequest> ParseTokenCreate(std::string_view body);
+
+// Label keys and values follow Kubernetes' rules: key [prefix/]name, name ≤63 characters of
+// [A-Za-z0-9._-] starting and ending alphanumeric; value ≤63 of the same, or empty.
+Status ValidateLabel(std::string_view key, std::string_view value);
+// Node names: 1–63 characters of [a-z0-9-.], starting and ending alphanumeric.
+Status ValidateNodeName(std::string_view name);
+
+nlohmann::json NodeJson(const Node& n, bool connected);
+nlohmann::json EventJson(const NodeEvent& e);
+nlohmann::json TokenJson(const BootstrapToken& t, int64_t now_ms);
+nlohmann::json ResourcesJson(const Resources& r);
+
+}  // namespace verge::cloud

@@ -1,0 +1,343 @@
+#include "cloud/net.h"
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <deque>
+#include <thread>
+
+#include "common/https_client.h"
+#include "common/pki.h"
+
+namespace verge::cloud {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+using WsStream = websocket::stream<TlsStream>;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+std::string X509ToPem(X509* cert) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509(bio, cert);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<size_t>(n));
+  BIO_free(bio);
+  return out;
+}
+
+PeerIdentity PeerOf(TlsStream& stream, const std::string& ip) {
+  PeerIdentity peer;
+  peer.remote_ip = ip;
+  SSL* ssl = stream.native_handle();
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (!cert || SSL_get_verify_result(ssl) != X509_V_OK) return peer;
+  auto info = pki::InspectCertificate(X509ToPem(cert));
+  if (!info.ok()) return peer;
+  peer.common_name = info->common_name;
+  peer.serial_hex = info->serial_hex;
+  return peer;
+}
+
+http::Request ToRequest(const bhttp::request<bhttp::string_body>& r, const std::string& ip) {
+  http::Request req;
+  req.method = std::string(r.method_string());
+  req.target = std::string(r.target());
+  for (const auto& f : r) {
+    std::string name(f.name_string());
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    req.headers[name] = std::string(f.value());
+  }
+  req.body = r.body();
+  req.remote_address = ip;
+  http::ParseTarget(req);
+  return req;
+}
+
+bhttp::response<bhttp::string_body> ToBeast(const http::Response& r, unsigned version,
+                                             bool keep_alive) {
+  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
+  res.set(bhttp::field::server, "verge-cloud/" VERGE_VERSION);
+  res.set(bhttp::field::content_type, r.content_type);
+  res.set(bhttp::field::cache_control, "no-store");
+  res.keep_alive(keep_alive);
+  res.body() = r.body;
+  res.prepare_payload();
+  return res;
+}
+
+// One node stream. Reads run as a coroutine; writes are queued and chained with callbacks,
+// all on the connection's strand, since Beast allows one read and one write at a time.
+class WsConn final : public LinkStream, public std::enable_shared_from_this<WsConn> {
+ public:
+  explicit WsConn(WsStream ws) : ws_(std::move(ws)) {}
+
+  void Send(std::string frame) override {
+    asio::post(ws_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
+      if (self->closing_ || self->closed_) return;
+      self->queue_.push_back(std::move(f));
+      if (!self->writing_) self->WriteNext();
+    });
+  }
+
+  void Close() override {
+    asio::post(ws_.get_executor(), [self = shared_from_this()] {
+      if (self->closing_ || self->closed_) return;
+      self->closing_ = true;
+      if (!self->writing_) self->DoClose();
+    });
+  }
+
+  asio::awaitable<void> Run(std::shared_ptr<LinkService::Connection> conn) {
+    beast::flat_buffer buf;
+    std::string reason = "link closed";
+    for (;;) {
+      auto [ec, n] = co_await ws_.async_read(buf, kTuple);
+      if (ec) {
+        if (ec == websocket::error::closed) reason = "node closed the link";
+        else if (ec == beast::error::timeout) reason = "link idle timeout";
+        else reason = "link error: " + ec.message();
+        break;
+      }
+      auto data = buf.cdata();
+      conn->OnMessage(std::string_view(static_cast<const char*>(data.data()), data.size()));
+      buf.consume(buf.size());
+    }
+    closed_ = true;
+    queue_.clear();
+    conn->OnClosed(reason);
+  }
+
+ private:
+  void WriteNext() {
+    if (queue_.empty()) {
+      writing_ = false;
+      if (closing_) DoClose();
+      return;
+    }
+    writing_ = true;
+    ws_.async_write(asio::buffer(queue_.front()),
+                    [self = shared_from_this()](beast::error_code ec, size_t) {
+                      self->queue_.pop_front();
+                      if (ec) {
+                        self->writing_ = false;
+                        self->queue_.clear();
+                        beast::get_lowest_layer(self->ws_).close();
+                        return;
+                      }
+                      self->WriteNext();
+                    });
+  }
+
+  void DoClose() {
+    if (closed_) return;
+    ws_.async_close(websocket::close_code::normal,
+                    [self = shared_from_this()](beast::error_code) {
+                      beast::get_lowest_layer(self->ws_).close();
+                    });
+  }
+
+  WsStream ws_;
+  std::deque<std::string> queue_;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace
+
+struct NetServer::Impl {
+  Options options;
+  LinkService& link;
+  asio::io_context ioc;
+  std::vector<std::thread> threads;
+  struct Bound {
+    Listener config;
+    std::shared_ptr<SslContext> ssl;
+    std::unique_ptr<tcp::acceptor> acceptor;
+  };
+  std::vector<std::unique_ptr<Bound>> listeners;
+  bool started = false;
+  bool stopped = false;
+
+  Impl(Options o, LinkService& l) : options(o), link(l) {}
+
+  asio::awaitable<void> Accept(Bound& b) {
+    for (;;) {
+      auto [ec, sock] = co_await b.acceptor->async_accept(asio::make_strand(ioc), kTuple);
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !b.acceptor->is_open()) co_return;
+        // Out of descriptors or a transient error: wait a little rather than spin.
+        spdlog::warn("accept on {}: {}", b.config.address, ec.message());
+        asio::steady_timer t(ioc, std::chrono::milliseconds(100));
+        co_await t.async_wait(kTuple);
+        continue;
+      }
+      auto ex = sock.get_executor();
+      asio::co_spawn(ex, Session(std::move(sock), b), asio::detached);
+    }
+  }
+
+  asio::awaitable<void> Session(tcp::socket sock, Bound& b) {
+    boost::system::error_code ignore;
+    auto ep = sock.remote_endpoint(ignore);
+    std::string ip = ep.address().to_string();
+    sock.set_option(tcp::no_delay(true), ignore);
+    TlsStream stream(std::move(sock), *b.ssl);
+    auto& lowest = beast::get_lowest_layer(stream);
+    lowest.expires_after(std::chrono::seconds(10));
+    auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
+    if (hec) co_return;
+    beast::flat_buffer buf;
+    for (;;) {
+      bhttp::request_parser<bhttp::string_body> parser;
+      parser.body_limit(options.max_body_bytes);
+      lowest.expires_after(std::chrono::seconds(30));
+      auto [rec, rn] = co_await bhttp::async_read(stream, buf, parser, kTuple);
+      if (rec == bhttp::error::body_limit) {
+        http::Response r = http::ErrorResponse(
+            Error(Code::kResourceExhausted, "request body larger than {} bytes", options.max_body_bytes));
+        auto res = ToBeast(r, 11, false);
+        co_await bhttp::async_write(stream, res, kTuple);
+        break;
+      }
+      if (rec) break;
+      auto req = parser.release();
+      if (b.config.serves_link && websocket::is_upgrade(req)) {
+        co_await Upgrade(std::move(stream), std::move(req), ip);
+        co_return;
+      }
+      http::Response r = b.config.handler(ToRequest(req, ip));
+      auto res = ToBeast(r, req.version(), req.keep_alive());
+      lowest.expires_after(std::chrono::seconds(30));
+      auto [wec, wn] = co_await bhttp::async_write(stream, res, kTuple);
+      if (wec || !req.keep_alive()) break;
+    }
+    lowest.expires_after(std::chrono::seconds(2));
+    co_await stream.async_shutdown(kTuple);
+  }
+
+  asio::awaitable<void> Refuse(TlsStream& stream, const bhttp::request<bhttp::string_body>& req,
+                               const Status& st) {
+    auto res = ToBeast(http::ErrorResponse(st), req.version(), false);
+    co_await bhttp::async_write(stream, res, kTuple);
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+    co_await stream.async_shutdown(kTuple);
+  }
+
+  asio::awaitable<void> Upgrade(TlsStream stream, bhttp::request<bhttp::string_body> req,
+                                std::string ip) {
+    if (req.target() != "/v1/link") {
+      co_await Refuse(stream, req, Error(Code::kNotFound, "no WebSocket endpoint at {}", req.target()));
+      co_return;
+    }
+    PeerIdentity peer = PeerOf(stream, ip);
+    if (auto st = link.Authorize(peer); !st.ok()) {
+      spdlog::warn("link from {} refused: {}", ip, st.message());
+      co_await Refuse(stream, req, st);
+      co_return;
+    }
+    std::string_view protos = req[bhttp::field::sec_websocket_protocol];
+    if (protos.find(kSubprotocol) == std::string_view::npos) {
+      co_await Refuse(stream, req,
+                      Error(Code::kInvalidArgument, "WebSocket subprotocol {} required", kSubprotocol));
+      co_return;
+    }
+    beast::get_lowest_layer(stream).expires_never();
+    WsStream ws(std::move(stream));
+    websocket::stream_base::timeout to{};
+    to.handshake_timeout = std::chrono::seconds(10);
+    to.idle_timeout = options.link_idle_timeout;
+    to.keep_alive_pings = false;
+    ws.set_option(to);
+    ws.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+      res.set(bhttp::field::sec_websocket_protocol, kSubprotocol);
+      res.set(bhttp::field::server, "verge-cloud/" VERGE_VERSION);
+    }));
+    ws.binary(true);
+    ws.read_message_max(4 << 20);
+    ws.auto_fragment(false);
+    auto [aec] = co_await ws.async_accept(req, kTuple);
+    if (aec) co_return;
+    auto conn = std::make_shared<WsConn>(std::move(ws));
+    auto handler = link.Open(conn, peer);
+    co_await conn->Run(std::move(handler));
+  }
+};
+
+NetServer::NetServer(Options options, LinkService& link)
+    : impl_(std::make_unique<Impl>(options, link)) {}
+
+NetServer::~NetServer() { Stop(); }
+
+Result<std::string> NetServer::AddListener(Listener listener) {
+  VERGE_ASSIGN_OR_RETURN(auto hp, http::SplitHostPort("https://" + listener.address));
+  VERGE_ASSIGN_OR_RETURN(auto ssl, MakeServerContext(listener.tls));
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(hp.first, ec);
+  if (ec) return Error(Code::kInvalidArgument, "listen address {}: not an IP address", listener.address);
+  int port = std::stoi(hp.second);
+  if (port < 0 || port > 65535) return Error(Code::kInvalidArgument, "bad port in {}", listener.address);
+  auto acc = std::make_unique<tcp::acceptor>(impl_->ioc);
+  tcp::endpoint ep(addr, static_cast<unsigned short>(port));
+  acc->open(ep.protocol(), ec);
+  if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc->bind(ep, ec);
+  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Error(Code::kUnavailable, "cannot listen on {}: {}", listener.address, ec.message());
+  auto bound = acc->local_endpoint();
+  std::string host = bound.address().to_string();
+  if (bound.address().is_v6()) host = "[" + host + "]";
+  auto b = std::make_unique<Impl::Bound>();
+  b->config = std::move(listener);
+  b->ssl = std::move(ssl);
+  b->acceptor = std::move(acc);
+  impl_->listeners.push_back(std::move(b));
+  return host + ":" + std::to_string(bound.port());
+}
+
+void NetServer::Start() {
+  if (impl_->started) return;
+  impl_->started = true;
+  for (auto& b : impl_->listeners) {
+    asio::co_spawn(impl_->ioc, impl_->Accept(*b), asio::detached);
+  }
+  int n = std::max(1, impl_->options.threads);
+  for (int i = 0; i < n; ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+}
+
+void NetServer::Stop() {
+  if (!impl_ || impl_->stopped) return;
+  impl_->stopped = true;
+  asio::post(impl_->ioc, [this] {
+    for (auto& b : impl_->listeners) {
+      boost::system::error_code ec;
+      b->acceptor->close(ec);
+    }
+  });
+  // Give queued Goodbyes a moment to reach the nodes, then stop everything.
+  if (impl_->started) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads) t.join();
+  impl_->threads.clear();
+}
+
+}  // namespace verge::cloud

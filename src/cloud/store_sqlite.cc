@@ -1,0 +1,362 @@
+#include "cloud/store_sqlite.h"
+
+#include <nlohmann/json.hpp>
+
+namespace verge::cloud {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr sql::Migration kMigrations[] = {
+    {1, R"sql(
+CREATE TABLE nodes (
+  name TEXT PRIMARY KEY,
+  type TEXT NOT NULL,
+  region TEXT NOT NULL,
+  labels TEXT NOT NULL,          -- JSON object
+  capabilities TEXT NOT NULL,    -- JSON array
+  capacity TEXT NOT NULL,        -- JSON object of resources
+  used TEXT NOT NULL,            -- JSON object of resources
+  ip TEXT NOT NULL,
+  addresses TEXT NOT NULL,       -- JSON array
+  agent_version TEXT NOT NULL,
+  hostname TEXT NOT NULL,
+  os TEXT NOT NULL,
+  arch TEXT NOT NULL,
+  cert_serial TEXT NOT NULL,
+  cert_not_after_ms INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL,
+  last_heartbeat_ms INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  status_since_ms INTEGER NOT NULL
+);
+CREATE TABLE node_events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  node TEXT NOT NULL,
+  ts_ms INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  message TEXT NOT NULL
+);
+CREATE INDEX node_events_by_node ON node_events(node, id);
+CREATE INDEX node_events_by_ts ON node_events(ts_ms);
+CREATE TABLE bootstrap_tokens (
+  id TEXT PRIMARY KEY,
+  secret_hash TEXT NOT NULL,
+  description TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL,
+  revoked INTEGER NOT NULL DEFAULT 0,
+  uses INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE revoked_certs (
+  serial TEXT PRIMARY KEY,
+  node TEXT NOT NULL,
+  revoked_ms INTEGER NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+)sql"},
+};
+
+json ResourcesJson(const Resources& r) {
+  return {{"cpu_millicores", r.cpu_millicores}, {"memory_mb", r.memory_mb},
+          {"storage_gb", r.storage_gb},         {"gpu", r.gpu},
+          {"npu", r.npu}};
+}
+
+Resources ResourcesFrom(const std::string& text) {
+  Resources r;
+  auto j = json::parse(text, nullptr, false);
+  if (!j.is_object()) return r;
+  r.cpu_millicores = j.value("cpu_millicores", uint64_t{0});
+  r.memory_mb = j.value("memory_mb", uint64_t{0});
+  r.storage_gb = j.value("storage_gb", uint64_t{0});
+  r.gpu = j.value("gpu", uint32_t{0});
+  r.npu = j.value("npu", uint32_t{0});
+  return r;
+}
+
+template <typename T>
+T JsonOr(const std::string& text, T fallback) {
+  auto j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) return fallback;
+  try {
+    return j.get<T>();
+  } catch (const json::exception&) {
+    return fallback;
+  }
+}
+
+constexpr const char* kNodeColumns =
+    "name, type, region, labels, capabilities, capacity, used, ip, addresses, agent_version, "
+    "hostname, os, arch, cert_serial, cert_not_after_ms, created_ms, last_heartbeat_ms, status, "
+    "status_since_ms";
+
+Node ReadNode(const sql::Stmt& s) {
+  Node n;
+  n.name = s.Text(0);
+  n.type = s.Text(1);
+  n.region = s.Text(2);
+  n.labels = JsonOr<std::map<std::string, std::string>>(s.Text(3), {});
+  n.capabilities = JsonOr<std::vector<std::string>>(s.Text(4), {});
+  n.capacity = ResourcesFrom(s.Text(5));
+  n.used = ResourcesFrom(s.Text(6));
+  n.ip = s.Text(7);
+  n.addresses = JsonOr<std::vector<std::string>>(s.Text(8), {});
+  n.agent_version = s.Text(9);
+  n.hostname = s.Text(10);
+  n.os = s.Text(11);
+  n.arch = s.Text(12);
+  n.cert_serial = s.Text(13);
+  n.cert_not_after_ms = s.Int(14);
+  n.created_ms = s.Int(15);
+  n.last_heartbeat_ms = s.Int(16);
+  n.status = NodeStatusFromName(s.Text(17));
+  n.status_since_ms = s.Int(18);
+  return n;
+}
+
+BootstrapToken ReadToken(const sql::Stmt& s) {
+  BootstrapToken t;
+  t.id = s.Text(0);
+  t.secret_hash = s.Text(1);
+  t.description = s.Text(2);
+  t.created_ms = s.Int(3);
+  t.expires_ms = s.Int(4);
+  t.revoked = s.Int(5) != 0;
+  t.uses = s.Int(6);
+  return t;
+}
+
+}  // namespace
+
+std::span<const sql::Migration> SqliteStore::Migrations() { return kMigrations; }
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
+  VERGE_ASSIGN_OR_RETURN(auto db, sql::Db::Open(path));
+  VERGE_RETURN_IF_ERROR(db.Migrate(kMigrations).Wrap("migrating " + path));
+  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(db)));
+}
+
+Status SqliteStore::WriteNode(const Node& n, bool insert) {
+  std::string sql =
+      insert ? fmt::format("INSERT INTO nodes ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           kNodeColumns)
+             : "UPDATE nodes SET type=?2, region=?3, labels=?4, capabilities=?5, capacity=?6, "
+               "used=?7, ip=?8, addresses=?9, agent_version=?10, hostname=?11, os=?12, arch=?13, "
+               "cert_serial=?14, cert_not_after_ms=?15, created_ms=?16, last_heartbeat_ms=?17, "
+               "status=?18, status_since_ms=?19 WHERE name=?1";
+  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare(sql));
+  st.Bind(1, n.name)
+      .Bind(2, n.type)
+      .Bind(3, n.region)
+      .Bind(4, json(n.labels).dump())
+      .Bind(5, json(n.capabilities).dump())
+      .Bind(6, ResourcesJson(n.capacity).dump())
+      .Bind(7, ResourcesJson(n.used).dump())
+      .Bind(8, n.ip)
+      .Bind(9, json(n.addresses).dump())
+      .Bind(10, n.agent_version)
+      .Bind(11, n.hostname)
+      .Bind(12, n.os)
+      .Bind(13, n.arch)
+      .Bind(14, n.cert_serial)
+      .Bind(15, n.cert_not_after_ms)
+      .Bind(16, n.created_ms)
+      .Bind(17, n.last_heartbeat_ms)
+      .Bind(18, NodeStatusName(n.status))
+      .Bind(19, n.status_since_ms);
+  auto rs = st.Run();
+  if (!rs.ok()) {
+    if (rs.code() == Code::kAlreadyExists) {
+      return Error(Code::kAlreadyExists, "node \"{}\" already exists", n.name);
+    }
+    return rs;
+  }
+  if (!insert && db_.Changes() == 0) return Error(Code::kNotFound, "node \"{}\" not found", n.name);
+  return Status::Ok();
+}
+
+Status SqliteStore::InsertNode(const Node& node) {
+  std::lock_guard lock(mu_);
+  return WriteNode(node, true);
+}
+
+Status SqliteStore::UpdateNodes(std::span<const Node> nodes) {
+  if (nodes.empty()) return Status::Ok();
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto txn, sql::Txn::Begin(db_));
+  for (const auto& n : nodes) {
+    Status st = WriteNode(n, false);
+    if (!st.ok() && st.code() != Code::kNotFound) return st;
+  }
+  return txn.Commit();
+}
+
+Result<std::optional<Node>> SqliteStore::GetNode(const std::string& name) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto st,
+                         db_.Prepare(fmt::format("SELECT {} FROM nodes WHERE name=?", kNodeColumns)));
+  st.Bind(1, name);
+  VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<Node>();
+  return std::optional<Node>(ReadNode(st));
+}
+
+Result<std::vector<Node>> SqliteStore::ListNodes() {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto st,
+                         db_.Prepare(fmt::format("SELECT {} FROM nodes ORDER BY name", kNodeColumns)));
+  std::vector<Node> out;
+  for (;;) {
+    VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(ReadNode(st));
+  }
+  return out;
+}
+
+Status SqliteStore::DecommissionNode(const std::string& name, const RevokedCert& rev) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto txn, sql::Txn::Begin(db_));
+  VERGE_ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM nodes WHERE name=?"));
+  VERGE_RETURN_IF_ERROR(del.Bind(1, name).Run());
+  if (db_.Changes() == 0) return Error(Code::kNotFound, "node \"{}\" not found", name);
+  if (!rev.serial.empty()) {
+    VERGE_ASSIGN_OR_RETURN(auto ins,
+                           db_.Prepare("INSERT OR REPLACE INTO revoked_certs VALUES (?,?,?,?)"));
+    VERGE_RETURN_IF_ERROR(
+        ins.Bind(1, rev.serial).Bind(2, rev.node).Bind(3, rev.revoked_ms).Bind(4, rev.reason).Run());
+  }
+  return txn.Commit();
+}
+
+Status SqliteStore::UpdateHeartbeats(std::span<const HeartbeatUpdate> updates) {
+  if (updates.empty()) return Status::Ok();
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto txn, sql::Txn::Begin(db_));
+  VERGE_ASSIGN_OR_RETURN(auto st,
+                         db_.Prepare("UPDATE nodes SET last_heartbeat_ms=? WHERE name=? AND "
+                                     "last_heartbeat_ms < ?1"));
+  for (const auto& u : updates) {
+    st.Bind(1, u.last_heartbeat_ms).Bind(2, u.node);
+    VERGE_RETURN_IF_ERROR(st.Run());
+    st.Reset();
+  }
+  return txn.Commit();
+}
+
+Status SqliteStore::AppendEvents(std::span<const NodeEvent> events) {
+  if (events.empty()) return Status::Ok();
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto txn, sql::Txn::Begin(db_));
+  VERGE_ASSIGN_OR_RETURN(
+      auto st, db_.Prepare("INSERT INTO node_events (node, ts_ms, type, message) VALUES (?,?,?,?)"));
+  for (const auto& e : events) {
+    st.Bind(1, e.node).Bind(2, e.ts_ms).Bind(3, e.type).Bind(4, e.message);
+    VERGE_RETURN_IF_ERROR(st.Run());
+    st.Reset();
+  }
+  return txn.Commit();
+}
+
+Result<std::vector<NodeEvent>> SqliteStore::ListEvents(const std::string& node, int limit) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("SELECT id, node, ts_ms, type, message FROM "
+                                              "node_events WHERE node=? ORDER BY id DESC LIMIT ?"));
+  st.Bind(1, node).Bind(2, static_cast<int64_t>(limit));
+  std::vector<NodeEvent> out;
+  for (;;) {
+    VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(NodeEvent{st.Int(0), st.Text(1), st.Int(2), st.Text(3), st.Text(4)});
+  }
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
+Status SqliteStore::PruneEvents(int64_t older_than_ms) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("DELETE FROM node_events WHERE ts_ms < ?"));
+  return st.Bind(1, older_than_ms).Run();
+}
+
+Status SqliteStore::InsertToken(const BootstrapToken& t) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("INSERT INTO bootstrap_tokens VALUES (?,?,?,?,?,?,?)"));
+  return st.Bind(1, t.id)
+      .Bind(2, t.secret_hash)
+      .Bind(3, t.description)
+      .Bind(4, t.created_ms)
+      .Bind(5, t.expires_ms)
+      .Bind(6, static_cast<int64_t>(t.revoked))
+      .Bind(7, t.uses)
+      .Run();
+}
+
+Result<std::optional<BootstrapToken>> SqliteStore::GetToken(const std::string& id) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("SELECT * FROM bootstrap_tokens WHERE id=?"));
+  st.Bind(1, id);
+  VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<BootstrapToken>();
+  return std::optional<BootstrapToken>(ReadToken(st));
+}
+
+Result<std::vector<BootstrapToken>> SqliteStore::ListTokens() {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("SELECT * FROM bootstrap_tokens ORDER BY created_ms"));
+  std::vector<BootstrapToken> out;
+  for (;;) {
+    VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(ReadToken(st));
+  }
+  return out;
+}
+
+Status SqliteStore::RevokeToken(const std::string& id) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("UPDATE bootstrap_tokens SET revoked=1 WHERE id=?"));
+  VERGE_RETURN_IF_ERROR(st.Bind(1, id).Run());
+  if (db_.Changes() == 0) return Error(Code::kNotFound, "bootstrap token \"{}\" not found", id);
+  return Status::Ok();
+}
+
+Status SqliteStore::CountTokenUse(const std::string& id) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("UPDATE bootstrap_tokens SET uses=uses+1 WHERE id=?"));
+  return st.Bind(1, id).Run();
+}
+
+Result<std::vector<RevokedCert>> SqliteStore::ListRevoked() {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("SELECT serial, node, revoked_ms, reason FROM revoked_certs"));
+  std::vector<RevokedCert> out;
+  for (;;) {
+    VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(RevokedCert{st.Text(0), st.Text(1), st.Int(2), st.Text(3)});
+  }
+  return out;
+}
+
+Result<std::optional<std::string>> SqliteStore::GetMeta(const std::string& key) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("SELECT value FROM meta WHERE key=?"));
+  st.Bind(1, key);
+  VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<std::string>();
+  return std::optional<std::string>(st.Text(0));
+}
+
+Status SqliteStore::PutMeta(const std::string& key, const std::string& value) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("INSERT OR REPLACE INTO meta VALUES (?,?)"));
+  return st.Bind(1, key).Bind(2, value).Run();
+}
+
+}  // namespace verge::cloud
