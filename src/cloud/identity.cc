@@ -8,30 +8,9 @@
 #include <algorithm>
 
 #include "common/fs.h"
+#include "common/sysinfo.h"
 
 namespace verge::cloud {
-
-std::vector<std::string> LocalAddresses() {
-  std::vector<std::string> out = {"127.0.0.1", "::1"};
-  ifaddrs* ifs = nullptr;
-  if (getifaddrs(&ifs) != 0) return out;
-  for (ifaddrs* i = ifs; i; i = i->ifa_next) {
-    if (!i->ifa_addr || !(i->ifa_flags & IFF_UP)) continue;
-    char buf[INET6_ADDRSTRLEN] = {0};
-    if (i->ifa_addr->sa_family == AF_INET) {
-      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
-    } else if (i->ifa_addr->sa_family == AF_INET6) {
-      auto* a6 = reinterpret_cast<sockaddr_in6*>(i->ifa_addr);
-      if (IN6_IS_ADDR_LINKLOCAL(&a6->sin6_addr)) continue;
-      inet_ntop(AF_INET6, &a6->sin6_addr, buf, sizeof buf);
-    } else {
-      continue;
-    }
-    if (std::find(out.begin(), out.end(), buf) == out.end()) out.emplace_back(buf);
-  }
-  freeifaddrs(ifs);
-  return out;
-}
 
 Result<CloudIdentity> LoadOrCreateIdentity(const std::string& data_dir,
                                            const std::vector<std::string>& names) {
@@ -54,9 +33,8 @@ Result<CloudIdentity> LoadOrCreateIdentity(const std::string& data_dir,
   VERGE_ASSIGN_OR_RETURN(auto fp, pki::Fingerprint(ca->cert_pem()));
 
   std::vector<std::string> dns = {"localhost"};
-  std::vector<std::string> ips = LocalAddresses();
-  char host[256] = {0};
-  if (gethostname(host, sizeof host - 1) == 0 && host[0]) dns.emplace_back(host);
+  if (auto h = Hostname(); !h.empty()) dns.push_back(h);
+  std::vector<std::string> ips = LocalAddresses(/*include_loopback=*/true);
   for (const auto& n : names) {
     in6_addr a6{};
     in_addr a4{};

@@ -24,7 +24,4 @@ struct CloudIdentity {
 Result<CloudIdentity> LoadOrCreateIdentity(const std::string& data_dir,
                                            const std::vector<std::string>& names);
 
-// Local interface addresses (IPv4 and IPv6, loopback included), for server certificate SANs.
-std::vector<std::string> LocalAddresses();
-
 }  // namespace verge::cloud

@@ -1,0 +1,64 @@
+#include "node/config.h"
+
+#include "common/https_client.h"
+
+namespace verge::node {
+
+const ConfigSchema<NodeConfig>& NodeConfigSchema() {
+  static const auto* schema = [] {
+    auto* s = new ConfigSchema<NodeConfig>();
+    s->Str("dataDir", "Directory for the node's identity and state.", &NodeConfig::data_dir)
+        .Str("cloud", "HOST:PORT of the cloud's link listener.", &NodeConfig::cloud)
+        .Str("token", "Bootstrap token (verge1.…); needed only until the node has joined.",
+             &NodeConfig::token)
+        .Str("name", "Node name: 1-63 characters of [a-z0-9-.].", &NodeConfig::name)
+        .Str("region", "Region the node is in.", &NodeConfig::region)
+        .Str("type", "gateway, server or micro.", &NodeConfig::type)
+        .StrMap("labels", "Labels the node reports (key: value).", &NodeConfig::labels)
+        .StrList("capabilities", "Capabilities to report beside those detected (gpu, npu, fpga).",
+                 &NodeConfig::capabilities)
+        .Dur("heartbeat", "Heartbeat interval.", &NodeConfig::heartbeat)
+        .Dur("reconnectInitial", "First reconnect delay; doubles per failure, with jitter.",
+             &NodeConfig::reconnect_initial)
+        .Dur("reconnectMax", "Longest reconnect delay.", &NodeConfig::reconnect_max)
+        .Str("logLevel", "trace, debug, info, warn or error.", &NodeConfig::log_level);
+    return s;
+  }();
+  return *schema;
+}
+
+Result<std::map<std::string, std::string>> ParseLabelList(std::string_view text) {
+  std::map<std::string, std::string> out;
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view kv = text.substr(0, comma);
+    size_t eq = kv.find('=');
+    if (eq == std::string_view::npos || eq == 0) {
+      return Error(Code::kInvalidArgument, "label \"{}\" must be written key=value", kv);
+    }
+    out[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+Status ValidateNodeConfig(const NodeConfig& c) {
+  std::vector<std::string> errors;
+  if (c.data_dir.empty()) errors.push_back("dataDir must be set");
+  if (c.cloud.empty()) errors.push_back("cloud must be set (--cloud HOST:PORT)");
+  else if (auto hp = http::SplitHostPort(c.cloud); !hp.ok()) errors.push_back("cloud: " + hp.status().message());
+  if (c.type != "gateway" && c.type != "server" && c.type != "micro") {
+    errors.push_back("type must be gateway, server or micro");
+  }
+  if (c.heartbeat.count() < 100) errors.push_back("heartbeat must be at least 100ms");
+  if (c.reconnect_initial.count() <= 0) errors.push_back("reconnectInitial must be positive");
+  if (c.reconnect_max < c.reconnect_initial) errors.push_back("reconnectMax must be >= reconnectInitial");
+  static const std::vector<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
+  if (std::find(kLevels.begin(), kLevels.end(), c.log_level) == kLevels.end()) {
+    errors.push_back("logLevel must be one of trace, debug, info, warn, error");
+  }
+  return ValidationResult("invalid configuration", errors);
+}
+
+}  // namespace verge::node

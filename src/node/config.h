@@ -1,0 +1,34 @@
+// verge-node settings: defaults < --config FILE < command-line flags.
+// Thread-safety: a plain value, read-only once the agent starts.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/config_schema.h"
+#include "common/duration.h"
+
+namespace verge::node {
+
+struct NodeConfig {
+  std::string data_dir = "/var/lib/verge-node";
+  std::string cloud;  // HOST:PORT of the cloud's link listener
+  std::string token;  // bootstrap token; needed only for the first start
+  std::string name;
+  std::string region;
+  std::string type = "gateway";
+  std::map<std::string, std::string> labels;
+  std::vector<std::string> capabilities;  // added to those detected
+  Millis heartbeat{15'000};
+  Millis reconnect_initial{500};
+  Millis reconnect_max{30'000};
+  std::string log_level = "info";
+};
+
+const ConfigSchema<NodeConfig>& NodeConfigSchema();
+Status ValidateNodeConfig(const NodeConfig& c);
+// "k=v,k2=v2" → map; an error names the bad pair.
+Result<std::map<std::string, std::string>> ParseLabelList(std::string_view text);
+
+}  // namespace verge::node
