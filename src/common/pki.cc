@@ -139,6 +139,13 @@ Result<Ptr<X509>> NewCert(const std::string& cn, int validity_days) {
   return cert;
 }
 
+// A certificate must not outlive its issuer: it would fail verification after the CA expires.
+void ClampToIssuer(X509* cert, X509* issuer) {
+  if (ASN1_TIME_compare(X509_get0_notAfter(cert), X509_get0_notAfter(issuer)) > 0) {
+    X509_set1_notAfter(cert, X509_get0_notAfter(issuer));
+  }
+}
+
 }  // namespace
 
 Result<KeyPair> GenerateKey() {
@@ -254,6 +261,7 @@ Result<std::string> CertificateAuthority::IssueClientCert(const std::string& csr
   VERGE_ASSIGN_OR_RETURN(auto ca_key, ParseKey(key_pem_));
   VERGE_ASSIGN_OR_RETURN(auto ca_cert, ParseCert(cert_pem_));
   VERGE_ASSIGN_OR_RETURN(auto cert, NewCert(node_name, validity_days));
+  ClampToIssuer(cert.get(), ca_cert.get());
   X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert.get()));
   X509_set_pubkey(cert.get(), pub.get());
   VERGE_RETURN_IF_ERROR(AddExt(cert.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE"));
@@ -272,6 +280,7 @@ Result<std::string> CertificateAuthority::IssueServerCert(
   VERGE_ASSIGN_OR_RETURN(auto ca_key, ParseKey(key_pem_));
   VERGE_ASSIGN_OR_RETURN(auto ca_cert, ParseCert(cert_pem_));
   VERGE_ASSIGN_OR_RETURN(auto cert, NewCert(common_name, validity_days));
+  ClampToIssuer(cert.get(), ca_cert.get());
   X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert.get()));
   X509_set_pubkey(cert.get(), key.get());
   std::string san;
