@@ -1,0 +1,200 @@
+#include "harness.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/fs.h"
+
+namespace verge::testing {
+
+std::string BinDir() { return VERGE_TEST_BIN_DIR; }
+
+TempDir::TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "verge-it-XXXXXX").string();
+  char* p = mkdtemp(tmpl.data());
+  if (!p) std::abort();
+  path_ = p;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  if (!std::getenv("VERGE_KEEP_TEST_DIRS")) std::filesystem::remove_all(path_, ec);
+}
+
+Process::Process(std::vector<std::string> argv, std::string log_path) : log_path_(std::move(log_path)) {
+  pid_ = fork();
+  if (pid_ == 0) {
+    int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
+    // The parent may block signals in its threads; the child starts with a clean mask.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+}
+
+Process::~Process() {
+  if (Running()) {
+    kill(pid_, SIGKILL);
+    Wait(std::chrono::seconds(10));
+  }
+}
+
+bool Process::Running() {
+  if (exit_code_) return false;
+  int status = 0;
+  pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == 0) return true;
+  if (r == pid_) exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return false;
+}
+
+void Process::Signal(int sig) {
+  if (Running()) kill(pid_, sig);
+}
+
+std::optional<int> Process::Wait(std::chrono::milliseconds timeout) {
+  Eventually([&] { return !Running(); }, timeout);
+  return exit_code_;
+}
+
+std::string Process::Log() const {
+  auto text = ReadFile(log_path_);
+  return text.ok() ? *text : "";
+}
+
+bool Eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+Cloud::Cloud(const TempDir& tmp, std::vector<std::string> flags, std::string data_subdir,
+             std::string api_listen, std::string link_listen)
+    : data_dir_(tmp / data_subdir) {
+  std::filesystem::remove(data_dir_ + "/listen.json");
+  std::vector<std::string> argv = {BinDir() + "/verge-cloud", "--data-dir", data_dir_,
+                                   "--api-listen", api_listen, "--link-listen", link_listen,
+                                   "--io-threads", "2"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  proc_ = std::make_unique<Process>(argv, tmp / (data_subdir + ".log"));
+  bool up = Eventually([&] { return FileExists(data_dir_ + "/listen.json") || !proc_->Running(); },
+                       std::chrono::seconds(60));
+  if (!up || !proc_->Running()) {
+    throw std::runtime_error("verge-cloud did not start:\n" + proc_->Log());
+  }
+  auto j = nlohmann::json::parse(*ReadFile(data_dir_ + "/listen.json"));
+  api_ = j["api"];
+  link_ = j["link"];
+}
+
+Cloud::~Cloud() { Stop(SIGKILL); }
+
+void Cloud::Stop(int sig) {
+  proc_->Signal(sig);
+  proc_->Wait(std::chrono::seconds(30));
+}
+
+std::string Cloud::bootstrap_token() const {
+  std::string t = *ReadFile(data_dir_ + "/bootstrap.token");
+  return t.substr(0, t.find('\n'));
+}
+
+std::string Cloud::admin_token() const {
+  std::string t = *ReadFile(data_dir_ + "/admin.token");
+  return t.substr(0, t.find('\n'));
+}
+
+std::string Cloud::ca_pem() const { return *ReadFile(data_dir_ + "/pki/ca.crt"); }
+
+Result<http::Response> Cloud::Api(const std::string& method, const std::string& path,
+                                  const std::string& body, std::optional<std::string> token) {
+  http::HttpsClient client(api_, http::ClientTls{ca_pem(), "", "", false});
+  std::map<std::string, std::string> headers;
+  std::string t = token ? *token : admin_token();
+  if (!t.empty()) headers["Authorization"] = "Bearer " + t;
+  VERGE_ASSIGN_OR_RETURN(auto res, client.Do(method, path, body, headers));
+  return res.response;
+}
+
+nlohmann::json Cloud::Nodes() {
+  auto res = Api("GET", "/api/v1/nodes");
+  if (!res.ok() || res->status != 200) return nlohmann::json::array();
+  return nlohmann::json::parse(res->body);
+}
+
+std::optional<nlohmann::json> Cloud::Node(const std::string& name) {
+  auto res = Api("GET", "/api/v1/nodes/" + name);
+  if (!res.ok() || res->status != 200) return std::nullopt;
+  return nlohmann::json::parse(res->body);
+}
+
+std::string Cloud::StatusOf(const std::string& name) {
+  auto n = Node(name);
+  return n ? (*n)["status"].get<std::string>() : "";
+}
+
+std::vector<std::string> Cloud::EventTypes(const std::string& name) {
+  std::vector<std::string> out;
+  auto res = Api("GET", "/api/v1/nodes/" + name + "/events");
+  if (!res.ok() || res->status != 200) return out;
+  for (auto& e : nlohmann::json::parse(res->body)) out.push_back(e["type"]);
+  return out;
+}
+
+std::unique_ptr<Process> StartNode(const TempDir& tmp, const std::string& cloud_link,
+                                   const NodeOptions& o) {
+  std::vector<std::string> argv = {BinDir() + "/verge-node",
+                                   "--data-dir", o.data_dir.empty() ? tmp / o.name : o.data_dir,
+                                   "--cloud", cloud_link, "--heartbeat", o.heartbeat, "--type", o.type};
+  if (!o.name.empty()) argv.insert(argv.end(), {"--name", o.name});
+  if (!o.token.empty()) argv.insert(argv.end(), {"--token", o.token});
+  if (!o.region.empty()) argv.insert(argv.end(), {"--region", o.region});
+  if (!o.labels.empty()) argv.insert(argv.end(), {"--labels", o.labels});
+  argv.insert(argv.end(), o.extra.begin(), o.extra.end());
+  return std::make_unique<Process>(argv, tmp / (o.name + ".log"));
+}
+
+std::string FastReconnectConfig(const TempDir& tmp, const std::string& name) {
+  std::string path = tmp / (name + ".yaml");
+  std::ofstream(path) << "reconnectInitial: 100ms\nreconnectMax: 500ms\n";
+  return path;
+}
+
+}  // namespace verge::testing
