@@ -1,6 +1,6 @@
 #include "cloud/config.h"
 
-#include "common/https_client.h"
+#include "common/http.h"
 
 namespace verge::cloud {
 

@@ -37,6 +37,9 @@ std::string UrlEncode(std::string_view s);
 int StatusFor(Code code);
 // {"error": {"code": "...", "message": "..."}} with the matching HTTP status.
 Response ErrorResponse(const Status& status);
+// Splits "https://host:port/..." or "host:port" or "[::1]:port" into host and port.
+Result<std::pair<std::string, std::string>> SplitHostPort(std::string_view server);
+
 // Reads an error body written by ErrorResponse back into a Status; falls back to the text.
 Status StatusFromResponse(const Response& resp);
 

@@ -21,39 +21,6 @@ namespace bhttp = beast::http;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
-Result<std::pair<std::string, std::string>> SplitHostPort(std::string_view server) {
-  std::string_view s = server;
-  if (s.starts_with("https://")) s.remove_prefix(8);
-  if (s.starts_with("http://")) {
-    return Error(Code::kInvalidArgument, "server {} must use https://", server);
-  }
-  if (auto slash = s.find('/'); slash != std::string_view::npos) s = s.substr(0, slash);
-  std::string host, port;
-  if (s.starts_with('[')) {
-    auto close = s.find(']');
-    if (close == std::string_view::npos) return Error(Code::kInvalidArgument, "bad address {}", server);
-    host = std::string(s.substr(1, close - 1));
-    if (close + 1 < s.size() && s[close + 1] == ':') port = std::string(s.substr(close + 2));
-  } else {
-    auto colon = s.rfind(':');
-    if (colon == std::string_view::npos) {
-      host = std::string(s);
-    } else {
-      host = std::string(s.substr(0, colon));
-      port = std::string(s.substr(colon + 1));
-    }
-  }
-  if (host.empty() || port.empty()) {
-    return Error(Code::kInvalidArgument, "address \"{}\" must be HOST:PORT", server);
-  }
-  for (char c : port) {
-    if (!std::isdigit(static_cast<unsigned char>(c))) {
-      return Error(Code::kInvalidArgument, "address \"{}\" has a bad port", server);
-    }
-  }
-  return std::make_pair(host, port);
-}
-
 HttpsClient::HttpsClient(std::string server, ClientTls tls, std::chrono::milliseconds timeout)
     : tls_(std::move(tls)), timeout_(timeout) {
   auto hp = SplitHostPort(server);

@@ -49,7 +49,4 @@ class HttpsClient {
   std::chrono::milliseconds timeout_;
 };
 
-// Splits "https://host:port/..." or "host:port" or "[::1]:port" into host and port.
-Result<std::pair<std::string, std::string>> SplitHostPort(std::string_view server);
-
 }  // namespace verge::http

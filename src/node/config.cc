@@ -1,6 +1,6 @@
 #include "node/config.h"
 
-#include "common/https_client.h"
+#include "common/http.h"
 
 namespace verge::node {
 

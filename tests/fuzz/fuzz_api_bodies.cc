@@ -1,0 +1,20 @@
+// REST API request bodies and targets: label patches, token requests, query strings.
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "cloud/api_json.h"
+#include "common/http.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string_view text(reinterpret_cast<const char*>(data), size);
+  (void)verge::cloud::ParseLabelPatch(text);
+  (void)verge::cloud::ParseTokenCreate(text);
+  (void)verge::cloud::ValidateNodeName(text);
+  verge::http::Request req;
+  req.target = std::string(text);
+  verge::http::ParseTarget(req);
+  verge::http::Response resp{400, "application/json", std::string(text)};
+  (void)verge::http::StatusFromResponse(resp);
+  return 0;
+}
