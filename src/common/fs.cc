@@ -85,7 +85,11 @@ Status WriteFileAtomic(const std::string& path, std::string_view data, int mode)
 
 Status MakeDirs(const std::string& path) {
   std::error_code ec;
-  std::filesystem::create_directories(path, ec);
+  bool created = std::filesystem::create_directories(path, ec);
+  if (created) {
+    std::filesystem::permissions(path, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::replace, ec);
+  }
   if (ec) return Error(Code::kPermissionDenied, "cannot create directory {}: {}", path, ec.message());
   if (!std::filesystem::is_directory(path, ec)) {
     return Error(Code::kFailedPrecondition, "{} exists and is not a directory", path);

@@ -12,7 +12,8 @@ namespace verge {
 Result<std::string> ReadFile(const std::string& path);
 // Replaces `path` atomically with `data`, file mode `mode`.
 Status WriteFileAtomic(const std::string& path, std::string_view data, int mode = 0644);
-// Creates `path` and missing parents with mode 0700 (data dirs hold keys).
+// Creates `path` and missing parents; a newly created `path` gets mode 0700 (data dirs hold
+// keys).
 Status MakeDirs(const std::string& path);
 bool FileExists(const std::string& path);
 
