@@ -11,7 +11,9 @@ namespace {
 using json = nlohmann::json;
 
 http::Response Json(int status, const json& j) { return {status, "application/json", j.dump()}; }
-http::Response Fail(Code code, std::string msg) { return http::ErrorResponse(Status(code, std::move(msg))); }
+http::Response Fail(Code code, std::string msg) {
+  return http::ErrorResponse(Status(code, std::move(msg)));
+}
 
 std::vector<std::string_view> Segments(std::string_view path) {
   std::vector<std::string_view> out;
@@ -34,9 +36,9 @@ http::Response Api::Handle(const http::Request& req) {
   if (req.path == "/healthz") return Json(200, {{"status", "ok"}});
   std::string auth = req.Header("authorization");
   if (!auth.starts_with("Bearer ") || !tokens_.CheckAdminToken(std::string_view(auth).substr(7))) {
-    return Fail(Code::kUnauthenticated,
-                auth.empty() ? "missing bearer token (Authorization: Bearer <token>)"
-                             : "invalid bearer token");
+    return Fail(Code::kUnauthenticated, auth.empty()
+                                            ? "missing bearer token (Authorization: Bearer <token>)"
+                                            : "invalid bearer token");
   }
   try {
     return Route(req);
@@ -54,10 +56,11 @@ http::Response Api::Route(const http::Request& req) {
   }
   seg.erase(seg.begin(), seg.begin() + 2);
   auto not_allowed = [&] {
-    return http::Response{405, "application/json",
-                          json{{"error", {{"code", "method_not_allowed"},
-                                          {"message", m + " is not allowed on " + req.path}}}}
-                              .dump()};
+    return http::Response{
+        405, "application/json",
+        json{{"error",
+              {{"code", "method_not_allowed"}, {"message", m + " is not allowed on " + req.path}}}}
+            .dump()};
   };
 
   if (!seg.empty() && seg[0] == "nodes") {
@@ -91,8 +94,9 @@ http::Response Api::Route(const http::Request& req) {
         link_.Disconnect(name, v1::Goodbye::REVOKED,
                          "this node was decommissioned and its certificate revoked");
         spdlog::info("node {} decommissioned; certificate {} revoked", name, n->cert_serial);
-        return Json(200, {{"name", name}, {"decommissioned", true},
-                          {"revokedCertificate", n->cert_serial}});
+        return Json(
+            200,
+            {{"name", name}, {"decommissioned", true}, {"revokedCertificate", n->cert_serial}});
       }
       return not_allowed();
     }
@@ -150,10 +154,14 @@ http::Response Api::Route(const http::Request& req) {
 
   if (seg.size() == 1 && seg[0] == "status" && m == "GET") {
     auto c = registry_.Counts();
-    return Json(200, {{"nodes", c.nodes}, {"online", c.online}, {"degraded", c.degraded},
-                      {"offline", c.offline}, {"connected", c.connected},
+    return Json(200, {{"nodes", c.nodes},
+                      {"online", c.online},
+                      {"degraded", c.degraded},
+                      {"offline", c.offline},
+                      {"connected", c.connected},
                       {"streams", link_.ActiveStreams()},
-                      {"heartbeats", link_.counters().heartbeats.load()}});
+                      {"heartbeats", link_.counters().heartbeats.load()},
+                      {"linkAddress", link_address_}});
   }
   return Fail(Code::kNotFound, "no such endpoint: " + req.path);
 }

@@ -18,9 +18,12 @@ class Api {
       : registry_(registry), tokens_(tokens), link_(link), clock_(clock) {}
 
   http::Response Handle(const http::Request& req);
+  // The link address nodes use, shown by /api/v1/status. Set before serving.
+  void set_link_address(std::string address) { link_address_ = std::move(address); }
 
  private:
   http::Response Route(const http::Request& req);
+  std::string link_address_;
   Registry& registry_;
   TokenService& tokens_;
   LinkService& link_;
@@ -31,7 +34,10 @@ class JoinService {
  public:
   JoinService(Registry& registry, TokenService& tokens, const pki::CertificateAuthority& ca,
               int cert_validity_days, const Clock& clock)
-      : registry_(registry), tokens_(tokens), ca_(ca), validity_days_(cert_validity_days),
+      : registry_(registry),
+        tokens_(tokens),
+        ca_(ca),
+        validity_days_(cert_validity_days),
         clock_(clock) {}
 
   // GET /v1/ca and POST /v1/join.

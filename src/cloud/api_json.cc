@@ -20,8 +20,8 @@ bool ValidLabelName(std::string_view s) {
 bool ValidDnsSubdomain(std::string_view s) {
   if (s.empty() || s.size() > 253) return false;
   for (char c : s) {
-    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
-          c == '-' || c == '.')) {
+    if (!(std::islower(static_cast<unsigned char>(c)) ||
+          std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '.')) {
       return false;
     }
   }
@@ -66,8 +66,8 @@ Status ValidateLabel(std::string_view key, std::string_view value) {
 Status ValidateNodeName(std::string_view name) {
   bool ok = !name.empty() && name.size() <= 63 && IsAlnum(name.front()) && IsAlnum(name.back());
   for (char c : name) {
-    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
-          c == '-' || c == '.')) {
+    if (!(std::islower(static_cast<unsigned char>(c)) ||
+          std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '.')) {
       ok = false;
     }
   }
@@ -110,7 +110,8 @@ Result<TokenCreateRequest> ParseTokenCreate(std::string_view body) {
   VERGE_ASSIGN_OR_RETURN(json j, ParseObject(body));
   for (auto& [k, v] : j.items()) {
     if (k == "ttl") {
-      if (!v.is_string()) return Error(Code::kInvalidArgument, "\"ttl\" must be a duration string like \"24h\"");
+      if (!v.is_string())
+        return Error(Code::kInvalidArgument, "\"ttl\" must be a duration string like \"24h\"");
       VERGE_ASSIGN_OR_RETURN(req.ttl, ParseDuration(v.get<std::string>()));
     } else if (k == "description") {
       if (!v.is_string()) return Error(Code::kInvalidArgument, "\"description\" must be a string");
@@ -126,8 +127,10 @@ Result<TokenCreateRequest> ParseTokenCreate(std::string_view body) {
 }
 
 json ResourcesJson(const Resources& r) {
-  return {{"cpuMillicores", r.cpu_millicores}, {"memoryMB", r.memory_mb},
-          {"storageGB", r.storage_gb},         {"gpu", r.gpu},
+  return {{"cpuMillicores", r.cpu_millicores},
+          {"memoryMB", r.memory_mb},
+          {"storageGB", r.storage_gb},
+          {"gpu", r.gpu},
           {"npu", r.npu}};
 }
 
@@ -156,12 +159,15 @@ json NodeJson(const Node& n, bool connected) {
 }
 
 json EventJson(const NodeEvent& e) {
-  return {{"id", e.id}, {"node", e.node}, {"time", FormatTimeMs(e.ts_ms)}, {"type", e.type},
+  return {{"id", e.id},
+          {"node", e.node},
+          {"time", FormatTimeMs(e.ts_ms)},
+          {"type", e.type},
           {"message", e.message}};
 }
 
 json TokenJson(const BootstrapToken& t, int64_t now_ms) {
-  std::string state = t.revoked ? "revoked"
+  std::string state = t.revoked                                       ? "revoked"
                       : (t.expires_ms != 0 && now_ms >= t.expires_ms) ? "expired"
                                                                       : "active";
   return {{"id", t.id},

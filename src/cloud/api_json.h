@@ -2,9 +2,8 @@
 // error and never an exception) and rendering of records. Thread-safety: pure functions.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 

@@ -9,8 +9,10 @@ const ConfigSchema<CloudConfig>& CloudConfigSchema() {
     auto* s = new ConfigSchema<CloudConfig>();
     s->Str("dataDir", "Directory for the database, the CA and generated client config.",
            &CloudConfig::data_dir)
-        .Str("apiListen", "HOST:PORT of the REST API and dashboard (HTTPS).", &CloudConfig::api_listen)
-        .Str("linkListen", "HOST:PORT where nodes join and open their link (HTTPS + WebSocket, mTLS).",
+        .Str("apiListen", "HOST:PORT of the REST API and dashboard (HTTPS).",
+             &CloudConfig::api_listen)
+        .Str("linkListen",
+             "HOST:PORT where nodes join and open their link (HTTPS + WebSocket, mTLS).",
              &CloudConfig::link_listen)
         .Dur("degradedAfter", "Heartbeat silence after which an online node is degraded.",
              &CloudConfig::degraded_after)
@@ -21,8 +23,8 @@ const ConfigSchema<CloudConfig>& CloudConfigSchema() {
         .Dur("eventRetention", "How long node events are kept.", &CloudConfig::event_retention)
         .Dur("flushInterval", "How often heartbeat times and events are written to the store.",
              &CloudConfig::flush_interval)
-        .Int("nodeCertDays", "Validity of node certificates, in days.", &CloudConfig::node_cert_days,
-             1, 3650)
+        .Int("nodeCertDays", "Validity of node certificates, in days.",
+             &CloudConfig::node_cert_days, 1, 3650)
         .Int("ioThreads", "Network I/O threads; 0 means one per core.", &CloudConfig::io_threads, 0,
              256)
         .StrList("tlsNames",
@@ -38,7 +40,8 @@ const ConfigSchema<CloudConfig>& CloudConfigSchema() {
 Status ValidateCloudConfig(const CloudConfig& c) {
   std::vector<std::string> errors;
   if (c.data_dir.empty()) errors.push_back("dataDir must be set");
-  for (auto [name, addr] : {std::pair{"apiListen", &c.api_listen}, {"linkListen", &c.link_listen}}) {
+  for (auto [name, addr] :
+       {std::pair{"apiListen", &c.api_listen}, {"linkListen", &c.link_listen}}) {
     if (auto hp = http::SplitHostPort(*addr); !hp.ok()) {
       errors.push_back(fmt::format("{}: {}", name, hp.status().message()));
     }

@@ -38,7 +38,8 @@ Result<CloudIdentity> LoadOrCreateIdentity(const std::string& data_dir,
   for (const auto& n : names) {
     in6_addr a6{};
     in_addr a4{};
-    bool is_ip = inet_pton(AF_INET, n.c_str(), &a4) == 1 || inet_pton(AF_INET6, n.c_str(), &a6) == 1;
+    bool is_ip =
+        inet_pton(AF_INET, n.c_str(), &a4) == 1 || inet_pton(AF_INET6, n.c_str(), &a6) == 1;
     auto& list = is_ip ? ips : dns;
     if (!n.empty() && std::find(list.begin(), list.end(), n) == list.end()) list.push_back(n);
   }

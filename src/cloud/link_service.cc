@@ -36,9 +36,12 @@ class LinkService::Conn final : public LinkService::Connection,
       return;
     }
     switch (env.body_case()) {
-      case v1::Envelope::kHeartbeat: HandleHeartbeat(env); break;
+      case v1::Envelope::kHeartbeat:
+        HandleHeartbeat(env);
+        break;
       case v1::Envelope::kGoodbye:
         spdlog::info("node {} said goodbye: {}", peer_.common_name, env.goodbye().message());
+        goodbye_ = "node said goodbye: " + env.goodbye().message().substr(0, 200);
         stream_->Close();
         break;
       case v1::Envelope::kHello:
@@ -54,7 +57,9 @@ class LinkService::Conn final : public LinkService::Connection,
   void OnClosed(const std::string& reason) override {
     if (hello_done_) {
       svc_.Detach(peer_.common_name, this);
-      svc_.registry_.OnDisconnected(peer_.common_name, reason.empty() ? "link closed" : reason);
+      svc_.registry_.OnDisconnected(peer_.common_name, !goodbye_.empty() ? goodbye_
+                                                       : reason.empty()  ? "link closed"
+                                                                         : reason);
     }
   }
 
@@ -91,9 +96,9 @@ class LinkService::Conn final : public LinkService::Connection,
       if (ValidateLabel(k, v).ok()) r.labels[k] = v;
     }
     r.capabilities.assign(info.capabilities().begin(), info.capabilities().end());
-    r.capacity = Resources{info.capacity().cpu_millicores(), info.capacity().memory_mb(),
-                           info.capacity().storage_gb(), info.capacity().gpu(),
-                           info.capacity().npu()};
+    r.capacity =
+        Resources{info.capacity().cpu_millicores(), info.capacity().memory_mb(),
+                  info.capacity().storage_gb(), info.capacity().gpu(), info.capacity().npu()};
     r.addresses.assign(info.addresses().begin(), info.addresses().end());
     r.agent_version = h.agent_version();
     r.hostname = info.hostname();
@@ -141,6 +146,7 @@ class LinkService::Conn final : public LinkService::Connection,
   std::shared_ptr<LinkStream> stream_;
   PeerIdentity peer_;
   bool hello_done_ = false;
+  std::string goodbye_;  // why the node said it was leaving, if it did
 };
 
 LinkService::LinkService(Registry& registry, const Clock& clock)

@@ -1,7 +1,7 @@
 // verge-cloud: the Verge control plane.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "cloud/config.h"
@@ -61,8 +61,10 @@ int main(int argc, char** argv) {
                                    {"--offline-after", &offline, &cfg.offline_after}}) {
     if (text->empty()) continue;
     auto d = ParseDuration(*text);
-    if (!d.ok()) errors.push_back(std::string(flag) + ": " + d.status().message());
-    else *field = *d;
+    if (!d.ok())
+      errors.push_back(std::string(flag) + ": " + d.status().message());
+    else
+      *field = *d;
   }
   if (!errors.empty()) {
     for (auto& e : errors) std::cerr << "verge-cloud: " << e << "\n";

@@ -30,7 +30,7 @@ struct Node {
   std::vector<std::string> capabilities;
   Resources capacity;
   Resources used;
-  std::string ip;  // the address the cloud saw the link come from
+  std::string ip;                      // the address the cloud saw the link come from
   std::vector<std::string> addresses;  // what the node reports of its own interfaces
   std::string agent_version;
   std::string hostname;
@@ -59,7 +59,7 @@ struct BootstrapToken {
   std::string secret_hash;  // SHA-256 hex of the secret part
   std::string description;
   int64_t created_ms = 0;
-  int64_t expires_ms = 0;   // 0: never
+  int64_t expires_ms = 0;  // 0: never
   bool revoked = false;
   int64_t uses = 0;
 };

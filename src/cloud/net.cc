@@ -73,7 +73,7 @@ http::Request ToRequest(const bhttp::request<bhttp::string_body>& r, const std::
 }
 
 bhttp::response<bhttp::string_body> ToBeast(const http::Response& r, unsigned version,
-                                             bool keep_alive) {
+                                            bool keep_alive) {
   bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
   res.set(bhttp::field::server, "verge-cloud/" VERGE_VERSION);
   res.set(bhttp::field::content_type, r.content_type);
@@ -112,9 +112,12 @@ class WsConn final : public LinkStream, public std::enable_shared_from_this<WsCo
     for (;;) {
       auto [ec, n] = co_await ws_.async_read(buf, kTuple);
       if (ec) {
-        if (ec == websocket::error::closed) reason = "node closed the link";
-        else if (ec == beast::error::timeout) reason = "link idle timeout";
-        else reason = "link error: " + ec.message();
+        if (ec == websocket::error::closed)
+          reason = "node closed the link";
+        else if (ec == beast::error::timeout)
+          reason = "link idle timeout";
+        else
+          reason = "link error: " + ec.message();
         break;
       }
       auto data = buf.cdata();
@@ -149,10 +152,9 @@ class WsConn final : public LinkStream, public std::enable_shared_from_this<WsCo
 
   void DoClose() {
     if (closed_) return;
-    ws_.async_close(websocket::close_code::normal,
-                    [self = shared_from_this()](beast::error_code) {
-                      beast::get_lowest_layer(self->ws_).close();
-                    });
+    ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](beast::error_code) {
+      beast::get_lowest_layer(self->ws_).close();
+    });
   }
 
   WsStream ws_;
@@ -213,8 +215,8 @@ struct NetServer::Impl {
       lowest.expires_after(std::chrono::seconds(30));
       auto [rec, rn] = co_await bhttp::async_read(stream, buf, parser, kTuple);
       if (rec == bhttp::error::body_limit) {
-        http::Response r = http::ErrorResponse(
-            Error(Code::kResourceExhausted, "request body larger than {} bytes", options.max_body_bytes));
+        http::Response r = http::ErrorResponse(Error(
+            Code::kResourceExhausted, "request body larger than {} bytes", options.max_body_bytes));
         auto res = ToBeast(r, 11, false);
         co_await bhttp::async_write(stream, res, kTuple);
         break;
@@ -246,7 +248,8 @@ struct NetServer::Impl {
   asio::awaitable<void> Upgrade(TlsStream stream, bhttp::request<bhttp::string_body> req,
                                 std::string ip) {
     if (req.target() != "/v1/link") {
-      co_await Refuse(stream, req, Error(Code::kNotFound, "no WebSocket endpoint at {}", req.target()));
+      co_await Refuse(stream, req,
+                      Error(Code::kNotFound, "no WebSocket endpoint at {}", req.target()));
       co_return;
     }
     PeerIdentity peer = PeerOf(stream, ip);
@@ -257,8 +260,9 @@ struct NetServer::Impl {
     }
     std::string_view protos = req[bhttp::field::sec_websocket_protocol];
     if (protos.find(kSubprotocol) == std::string_view::npos) {
-      co_await Refuse(stream, req,
-                      Error(Code::kInvalidArgument, "WebSocket subprotocol {} required", kSubprotocol));
+      co_await Refuse(
+          stream, req,
+          Error(Code::kInvalidArgument, "WebSocket subprotocol {} required", kSubprotocol));
       co_return;
     }
     beast::get_lowest_layer(stream).expires_never();
@@ -293,16 +297,19 @@ Result<std::string> NetServer::AddListener(Listener listener) {
   VERGE_ASSIGN_OR_RETURN(auto ssl, MakeServerContext(listener.tls));
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(hp.first, ec);
-  if (ec) return Error(Code::kInvalidArgument, "listen address {}: not an IP address", listener.address);
+  if (ec)
+    return Error(Code::kInvalidArgument, "listen address {}: not an IP address", listener.address);
   int port = std::stoi(hp.second);
-  if (port < 0 || port > 65535) return Error(Code::kInvalidArgument, "bad port in {}", listener.address);
+  if (port < 0 || port > 65535)
+    return Error(Code::kInvalidArgument, "bad port in {}", listener.address);
   auto acc = std::make_unique<tcp::acceptor>(impl_->ioc);
   tcp::endpoint ep(addr, static_cast<unsigned short>(port));
   acc->open(ep.protocol(), ec);
   if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acc->bind(ep, ec);
   if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return Error(Code::kUnavailable, "cannot listen on {}: {}", listener.address, ec.message());
+  if (ec)
+    return Error(Code::kUnavailable, "cannot listen on {}: {}", listener.address, ec.message());
   auto bound = acc->local_endpoint();
   std::string host = bound.address().to_string();
   if (bound.address().is_v6()) host = "[" + host + "]";

@@ -6,9 +6,12 @@ namespace verge::cloud {
 
 std::string_view NodeStatusName(NodeStatus s) {
   switch (s) {
-    case NodeStatus::kOnline: return "online";
-    case NodeStatus::kDegraded: return "degraded";
-    case NodeStatus::kOffline: return "offline";
+    case NodeStatus::kOnline:
+      return "online";
+    case NodeStatus::kDegraded:
+      return "degraded";
+    case NodeStatus::kOffline:
+      return "offline";
   }
   return "offline";
 }
@@ -44,7 +47,8 @@ Status Registry::Load() {
 }
 
 void Registry::AddEvent(const std::string& node, std::string type, std::string message) {
-  pending_events_.push_back(NodeEvent{0, node, clock_.WallMs(), std::move(type), std::move(message)});
+  pending_events_.push_back(
+      NodeEvent{0, node, clock_.WallMs(), std::move(type), std::move(message)});
 }
 
 void Registry::SetStatus(Entry& e, NodeStatus s, const std::string& why) {
@@ -73,10 +77,11 @@ Status Registry::AddJoined(const std::string& name, const std::string& cert_seri
                            int64_t cert_not_after_ms, const std::string& peer_ip) {
   std::lock_guard lock(mu_);
   if (nodes_.count(name)) {
-    return Error(Code::kAlreadyExists,
-                 "a node named \"{}\" is already registered; delete it first (vergectl nodes delete "
-                 "{}) or join with another name",
-                 name, name);
+    return Error(
+        Code::kAlreadyExists,
+        "a node named \"{}\" is already registered; delete it first (vergectl nodes delete "
+        "{}) or join with another name",
+        name, name);
   }
   Node n;
   n.name = name;
@@ -218,9 +223,15 @@ RegistryCounts Registry::Counts() const {
   for (const auto& [name, e] : nodes_) {
     if (e.connected) ++c.connected;
     switch (e.node.status) {
-      case NodeStatus::kOnline: ++c.online; break;
-      case NodeStatus::kDegraded: ++c.degraded; break;
-      case NodeStatus::kOffline: ++c.offline; break;
+      case NodeStatus::kOnline:
+        ++c.online;
+        break;
+      case NodeStatus::kDegraded:
+        ++c.degraded;
+        break;
+      case NodeStatus::kOffline:
+        ++c.offline;
+        break;
     }
   }
   return c;
@@ -234,14 +245,19 @@ Result<Node> Registry::PatchLabels(const std::string& name,
   Node updated = it->second.node;
   std::vector<std::string> changes;
   for (const auto& [k, v] : patch) {
+    auto cur = updated.labels.find(k);
     if (v) {
+      if (cur != updated.labels.end() && cur->second == *v) continue;
       updated.labels[k] = *v;
       changes.push_back(k + "=" + *v);
     } else {
-      updated.labels.erase(k);
+      if (cur == updated.labels.end()) continue;
+      updated.labels.erase(cur);
       changes.push_back(k + "-");
     }
   }
+  // Re-applying what is already there changes nothing and records nothing.
+  if (changes.empty()) return updated;
   VERGE_RETURN_IF_ERROR(store_.UpdateNodes(std::span<const Node>(&updated, 1)));
   it->second.node = updated;
   AddEvent(name, "labels_changed", fmt::format("{}", fmt::join(changes, " ")));

@@ -1,15 +1,16 @@
 #include "cloud/server.h"
 
 #include <spdlog/spdlog.h>
+#include <yaml-cpp/yaml.h>
 
 #include <nlohmann/json.hpp>
-#include <yaml-cpp/yaml.h>
 
 #include "common/bootstrap_token.h"
 
 namespace verge::cloud {
 
-Server::Server(CloudConfig config, const Clock& clock) : config_(std::move(config)), clock_(clock) {}
+Server::Server(CloudConfig config, const Clock& clock)
+    : config_(std::move(config)), clock_(clock) {}
 
 Server::~Server() { Stop(); }
 
@@ -32,11 +33,13 @@ Status Server::Start() {
   } else {
     auto text = ReadFile(admin_path);
     if (!text.ok()) {
-      return text.status().Wrap("the admin token file is missing; it is needed to write vergectl.yaml");
+      return text.status().Wrap(
+          "the admin token file is missing; it is needed to write vergectl.yaml");
     }
     admin_token_ = text->substr(0, text->find_first_of("\r\n"));
     if (!tokens_->CheckAdminToken(admin_token_)) {
-      return Error(Code::kFailedPrecondition, "{} does not hold this cloud's admin token", admin_path);
+      return Error(Code::kFailedPrecondition, "{} does not hold this cloud's admin token",
+                   admin_path);
     }
   }
 
@@ -64,16 +67,18 @@ Status Server::Start() {
   net_opts.link_idle_timeout = config_.offline_after + Millis(10'000);
   net_ = std::make_unique<NetServer>(net_opts, *link_);
   ServerTls api_tls{identity_->server_cert_pem, identity_->server_key_pem, ""};
-  ServerTls link_tls{identity_->server_cert_pem, identity_->server_key_pem, identity_->ca.cert_pem()};
-  VERGE_ASSIGN_OR_RETURN(api_address_,
-                         net_->AddListener({config_.api_listen, api_tls,
-                                            [this](const http::Request& r) { return api_->Handle(r); },
-                                            false}));
-  VERGE_ASSIGN_OR_RETURN(link_address_,
-                         net_->AddListener({config_.link_listen, link_tls,
-                                            [this](const http::Request& r) { return join_->Handle(r); },
-                                            true}));
+  ServerTls link_tls{identity_->server_cert_pem, identity_->server_key_pem,
+                     identity_->ca.cert_pem()};
+  VERGE_ASSIGN_OR_RETURN(
+      api_address_,
+      net_->AddListener({config_.api_listen, api_tls,
+                         [this](const http::Request& r) { return api_->Handle(r); }, false}));
+  VERGE_ASSIGN_OR_RETURN(
+      link_address_,
+      net_->AddListener({config_.link_listen, link_tls,
+                         [this](const http::Request& r) { return join_->Handle(r); }, true}));
   VERGE_RETURN_IF_ERROR(WriteClientFiles());
+  api_->set_link_address(ClientAddress(link_address_));
   net_->Start();
   maintenance_ = std::thread([this] { Maintenance(); });
   spdlog::info("verge-cloud {} serving API on https://{} and the link on {} (data in {})",
@@ -81,22 +86,25 @@ Status Server::Start() {
   return Status::Ok();
 }
 
+// Clients on this machine reach a wildcard listener through loopback.
+std::string Server::ClientAddress(const std::string& a) {
+  if (a.starts_with("0.0.0.0:")) return "127.0.0.1:" + a.substr(8);
+  if (a.starts_with("[::]:")) return "[::1]:" + a.substr(5);
+  return a;
+}
+
 Status Server::WriteClientFiles() {
-  // Clients reach a wildcard listener through loopback.
-  auto client_addr = [](std::string a) {
-    if (a.starts_with("0.0.0.0:")) return "127.0.0.1:" + a.substr(8);
-    if (a.starts_with("[::]:")) return "[::1]:" + a.substr(5);
-    return a;
-  };
+  auto client_addr = [](const std::string& a) { return ClientAddress(a); };
   YAML::Emitter y;
   y << YAML::BeginMap;
   y << YAML::Key << "server" << YAML::Value << "https://" + client_addr(api_address_);
   y << YAML::Key << "token" << YAML::Value << admin_token_;
   y << YAML::Key << "ca" << YAML::Value << YAML::Literal << identity_->ca.cert_pem();
   y << YAML::EndMap;
-  VERGE_RETURN_IF_ERROR(WriteFileAtomic(config_.data_dir + "/vergectl.yaml",
-                                        std::string(y.c_str()) + "\n", 0600));
-  nlohmann::json listen = {{"api", client_addr(api_address_)}, {"link", client_addr(link_address_)},
+  VERGE_RETURN_IF_ERROR(
+      WriteFileAtomic(config_.data_dir + "/vergectl.yaml", std::string(y.c_str()) + "\n", 0600));
+  nlohmann::json listen = {{"api", client_addr(api_address_)},
+                           {"link", client_addr(link_address_)},
                            {"pid", static_cast<int64_t>(getpid())}};
   return WriteFileAtomic(config_.data_dir + "/listen.json", listen.dump() + "\n", 0644);
 }
@@ -113,11 +121,13 @@ void Server::Maintenance() {
     registry_->Sweep();
     int64_t now = clock_.SteadyMs();
     if (now >= next_flush) {
-      if (auto st = registry_->Flush(); !st.ok()) spdlog::error("writing registry: {}", st.message());
+      if (auto st = registry_->Flush(); !st.ok())
+        spdlog::error("writing registry: {}", st.message());
       next_flush = now + config_.flush_interval.count();
     }
     if (now >= next_prune) {
-      if (auto st = store_->PruneEvents(clock_.WallMs() - config_.event_retention.count()); !st.ok()) {
+      if (auto st = store_->PruneEvents(clock_.WallMs() - config_.event_retention.count());
+          !st.ok()) {
         spdlog::error("pruning node events: {}", st.message());
       }
       next_prune = now + 3600 * 1000;
@@ -137,7 +147,8 @@ void Server::Stop() {
   if (link_) link_->DisconnectAll(v1::Goodbye::SHUTTING_DOWN, "cloud is shutting down");
   if (net_) net_->Stop();
   if (registry_) {
-    if (auto st = registry_->Flush(); !st.ok()) spdlog::error("final registry write: {}", st.message());
+    if (auto st = registry_->Flush(); !st.ok())
+      spdlog::error("final registry write: {}", st.message());
   }
 }
 

@@ -37,6 +37,7 @@ class Server {
 
  private:
   Status WriteClientFiles();
+  static std::string ClientAddress(const std::string& listen_address);
   void Maintenance();
 
   CloudConfig config_;

@@ -62,8 +62,10 @@ CREATE TABLE meta (
 };
 
 json ResourcesJson(const Resources& r) {
-  return {{"cpu_millicores", r.cpu_millicores}, {"memory_mb", r.memory_mb},
-          {"storage_gb", r.storage_gb},         {"gpu", r.gpu},
+  return {{"cpu_millicores", r.cpu_millicores},
+          {"memory_mb", r.memory_mb},
+          {"storage_gb", r.storage_gb},
+          {"gpu", r.gpu},
           {"npu", r.npu}};
 }
 
@@ -198,8 +200,8 @@ Status SqliteStore::UpdateNodes(std::span<const Node> nodes) {
 
 Result<std::optional<Node>> SqliteStore::GetNode(const std::string& name) {
   std::lock_guard lock(mu_);
-  VERGE_ASSIGN_OR_RETURN(auto st,
-                         db_.Prepare(fmt::format("SELECT {} FROM nodes WHERE name=?", kNodeColumns)));
+  VERGE_ASSIGN_OR_RETURN(
+      auto st, db_.Prepare(fmt::format("SELECT {} FROM nodes WHERE name=?", kNodeColumns)));
   st.Bind(1, name);
   VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return std::optional<Node>();
@@ -208,8 +210,8 @@ Result<std::optional<Node>> SqliteStore::GetNode(const std::string& name) {
 
 Result<std::vector<Node>> SqliteStore::ListNodes() {
   std::lock_guard lock(mu_);
-  VERGE_ASSIGN_OR_RETURN(auto st,
-                         db_.Prepare(fmt::format("SELECT {} FROM nodes ORDER BY name", kNodeColumns)));
+  VERGE_ASSIGN_OR_RETURN(
+      auto st, db_.Prepare(fmt::format("SELECT {} FROM nodes ORDER BY name", kNodeColumns)));
   std::vector<Node> out;
   for (;;) {
     VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -228,8 +230,11 @@ Status SqliteStore::DecommissionNode(const std::string& name, const RevokedCert&
   if (!rev.serial.empty()) {
     VERGE_ASSIGN_OR_RETURN(auto ins,
                            db_.Prepare("INSERT OR REPLACE INTO revoked_certs VALUES (?,?,?,?)"));
-    VERGE_RETURN_IF_ERROR(
-        ins.Bind(1, rev.serial).Bind(2, rev.node).Bind(3, rev.revoked_ms).Bind(4, rev.reason).Run());
+    VERGE_RETURN_IF_ERROR(ins.Bind(1, rev.serial)
+                              .Bind(2, rev.node)
+                              .Bind(3, rev.revoked_ms)
+                              .Bind(4, rev.reason)
+                              .Run());
   }
   return txn.Commit();
 }
@@ -254,7 +259,8 @@ Status SqliteStore::AppendEvents(std::span<const NodeEvent> events) {
   std::lock_guard lock(mu_);
   VERGE_ASSIGN_OR_RETURN(auto txn, sql::Txn::Begin(db_));
   VERGE_ASSIGN_OR_RETURN(
-      auto st, db_.Prepare("INSERT INTO node_events (node, ts_ms, type, message) VALUES (?,?,?,?)"));
+      auto st,
+      db_.Prepare("INSERT INTO node_events (node, ts_ms, type, message) VALUES (?,?,?,?)"));
   for (const auto& e : events) {
     st.Bind(1, e.node).Bind(2, e.ts_ms).Bind(3, e.type).Bind(4, e.message);
     VERGE_RETURN_IF_ERROR(st.Run());
@@ -286,7 +292,8 @@ Status SqliteStore::PruneEvents(int64_t older_than_ms) {
 
 Status SqliteStore::InsertToken(const BootstrapToken& t) {
   std::lock_guard lock(mu_);
-  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("INSERT INTO bootstrap_tokens VALUES (?,?,?,?,?,?,?)"));
+  VERGE_ASSIGN_OR_RETURN(auto st,
+                         db_.Prepare("INSERT INTO bootstrap_tokens VALUES (?,?,?,?,?,?,?)"));
   return st.Bind(1, t.id)
       .Bind(2, t.secret_hash)
       .Bind(3, t.description)
@@ -308,7 +315,8 @@ Result<std::optional<BootstrapToken>> SqliteStore::GetToken(const std::string& i
 
 Result<std::vector<BootstrapToken>> SqliteStore::ListTokens() {
   std::lock_guard lock(mu_);
-  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("SELECT * FROM bootstrap_tokens ORDER BY created_ms"));
+  VERGE_ASSIGN_OR_RETURN(auto st,
+                         db_.Prepare("SELECT * FROM bootstrap_tokens ORDER BY created_ms"));
   std::vector<BootstrapToken> out;
   for (;;) {
     VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -328,13 +336,15 @@ Status SqliteStore::RevokeToken(const std::string& id) {
 
 Status SqliteStore::CountTokenUse(const std::string& id) {
   std::lock_guard lock(mu_);
-  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("UPDATE bootstrap_tokens SET uses=uses+1 WHERE id=?"));
+  VERGE_ASSIGN_OR_RETURN(auto st,
+                         db_.Prepare("UPDATE bootstrap_tokens SET uses=uses+1 WHERE id=?"));
   return st.Bind(1, id).Run();
 }
 
 Result<std::vector<RevokedCert>> SqliteStore::ListRevoked() {
   std::lock_guard lock(mu_);
-  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("SELECT serial, node, revoked_ms, reason FROM revoked_certs"));
+  VERGE_ASSIGN_OR_RETURN(auto st,
+                         db_.Prepare("SELECT serial, node, revoked_ms, reason FROM revoked_certs"));
   std::vector<RevokedCert> out;
   for (;;) {
     VERGE_ASSIGN_OR_RETURN(bool row, st.Step());

@@ -43,8 +43,8 @@ Result<BootstrapTokenParts> ParseBootstrapToken(std::string_view token) {
   if (!AllOf(parts[1], 64, kHex)) {
     return Error(Code::kInvalidArgument, "malformed bootstrap token: bad CA hash");
   }
-  VERGE_ASSIGN_OR_RETURN(auto cred, ParseJoinCredential(std::string(parts[2]) + "." +
-                                                        std::string(parts[3])));
+  VERGE_ASSIGN_OR_RETURN(auto cred,
+                         ParseJoinCredential(std::string(parts[2]) + "." + std::string(parts[3])));
   cred.ca_fingerprint = std::string(parts[1]);
   return cred;
 }

@@ -1,9 +1,9 @@
 #include "common/clock.h"
 
+#include <fmt/format.h>
+
 #include <ctime>
 #include <string>
-
-#include <fmt/format.h>
 
 namespace verge {
 

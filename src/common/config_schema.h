@@ -24,81 +24,87 @@ class ConfigSchema {
   using Printer = std::function<std::string(const T&)>;
 
   ConfigSchema& Str(std::string name, std::string desc, std::string T::*m) {
-    return Add(std::move(name), std::move(desc),
-               [m](const YAML::Node& n, T& t) -> std::optional<std::string> {
-                 if (!n.IsScalar()) return "must be a string";
-                 t.*m = n.Scalar();
-                 return std::nullopt;
-               },
-               [m](const T& t) { return Quote(t.*m); });
+    return Add(
+        std::move(name), std::move(desc),
+        [m](const YAML::Node& n, T& t) -> std::optional<std::string> {
+          if (!n.IsScalar()) return "must be a string";
+          t.*m = n.Scalar();
+          return std::nullopt;
+        },
+        [m](const T& t) { return Quote(t.*m); });
   }
   ConfigSchema& Dur(std::string name, std::string desc, Millis T::*m) {
-    return Add(std::move(name), std::move(desc),
-               [m](const YAML::Node& n, T& t) -> std::optional<std::string> {
-                 if (!n.IsScalar()) return "must be a duration like 30s";
-                 auto d = ParseDuration(n.Scalar());
-                 if (!d.ok()) return d.status().message();
-                 t.*m = *d;
-                 return std::nullopt;
-               },
-               [m](const T& t) { return FormatDuration(t.*m); });
+    return Add(
+        std::move(name), std::move(desc),
+        [m](const YAML::Node& n, T& t) -> std::optional<std::string> {
+          if (!n.IsScalar()) return "must be a duration like 30s";
+          auto d = ParseDuration(n.Scalar());
+          if (!d.ok()) return d.status().message();
+          t.*m = *d;
+          return std::nullopt;
+        },
+        [m](const T& t) { return FormatDuration(t.*m); });
   }
   ConfigSchema& Int(std::string name, std::string desc, int T::*m, int min, int max) {
-    return Add(std::move(name), std::move(desc),
-               [m, min, max](const YAML::Node& n, T& t) -> std::optional<std::string> {
-                 if (!n.IsScalar()) return "must be an integer";
-                 try {
-                   size_t pos = 0;
-                   long v = std::stol(n.Scalar(), &pos);
-                   if (pos != n.Scalar().size()) return "must be an integer";
-                   if (v < min || v > max) return fmt::format("must be between {} and {}", min, max);
-                   t.*m = static_cast<int>(v);
-                 } catch (...) {
-                   return "must be an integer";
-                 }
-                 return std::nullopt;
-               },
-               [m](const T& t) { return std::to_string(t.*m); });
+    return Add(
+        std::move(name), std::move(desc),
+        [m, min, max](const YAML::Node& n, T& t) -> std::optional<std::string> {
+          if (!n.IsScalar()) return "must be an integer";
+          try {
+            size_t pos = 0;
+            long v = std::stol(n.Scalar(), &pos);
+            if (pos != n.Scalar().size()) return "must be an integer";
+            if (v < min || v > max) return fmt::format("must be between {} and {}", min, max);
+            t.*m = static_cast<int>(v);
+          } catch (...) {
+            return "must be an integer";
+          }
+          return std::nullopt;
+        },
+        [m](const T& t) { return std::to_string(t.*m); });
   }
   ConfigSchema& StrList(std::string name, std::string desc, std::vector<std::string> T::*m) {
-    return Add(std::move(name), std::move(desc),
-               [m](const YAML::Node& n, T& t) -> std::optional<std::string> {
-                 if (!n.IsSequence()) return "must be a list of strings";
-                 std::vector<std::string> v;
-                 for (const auto& e : n) {
-                   if (!e.IsScalar()) return "must be a list of strings";
-                   v.push_back(e.Scalar());
-                 }
-                 t.*m = std::move(v);
-                 return std::nullopt;
-               },
-               [m](const T& t) {
-                 std::string s = "[";
-                 for (size_t i = 0; i < (t.*m).size(); ++i) s += (i ? ", " : "") + Quote((t.*m)[i]);
-                 return s + "]";
-               });
+    return Add(
+        std::move(name), std::move(desc),
+        [m](const YAML::Node& n, T& t) -> std::optional<std::string> {
+          if (!n.IsSequence()) return "must be a list of strings";
+          std::vector<std::string> v;
+          for (const auto& e : n) {
+            if (!e.IsScalar()) return "must be a list of strings";
+            v.push_back(e.Scalar());
+          }
+          t.*m = std::move(v);
+          return std::nullopt;
+        },
+        [m](const T& t) {
+          std::string s = "[";
+          for (size_t i = 0; i < (t.*m).size(); ++i) s += (i ? ", " : "") + Quote((t.*m)[i]);
+          return s + "]";
+        });
   }
-  ConfigSchema& StrMap(std::string name, std::string desc, std::map<std::string, std::string> T::*m) {
-    return Add(std::move(name), std::move(desc),
-               [m](const YAML::Node& n, T& t) -> std::optional<std::string> {
-                 if (!n.IsMap()) return "must be a map of strings";
-                 std::map<std::string, std::string> v;
-                 for (const auto& kv : n) {
-                   if (!kv.first.IsScalar() || !kv.second.IsScalar()) return "must be a map of strings";
-                   v[kv.first.Scalar()] = kv.second.Scalar();
-                 }
-                 t.*m = std::move(v);
-                 return std::nullopt;
-               },
-               [m](const T& t) {
-                 std::string s = "{";
-                 bool first = true;
-                 for (const auto& [k, v] : t.*m) {
-                   s += (first ? "" : ", ") + Quote(k) + ": " + Quote(v);
-                   first = false;
-                 }
-                 return s + "}";
-               });
+  ConfigSchema& StrMap(std::string name, std::string desc,
+                       std::map<std::string, std::string> T::*m) {
+    return Add(
+        std::move(name), std::move(desc),
+        [m](const YAML::Node& n, T& t) -> std::optional<std::string> {
+          if (!n.IsMap()) return "must be a map of strings";
+          std::map<std::string, std::string> v;
+          for (const auto& kv : n) {
+            if (!kv.first.IsScalar() || !kv.second.IsScalar()) return "must be a map of strings";
+            v[kv.first.Scalar()] = kv.second.Scalar();
+          }
+          t.*m = std::move(v);
+          return std::nullopt;
+        },
+        [m](const T& t) {
+          std::string s = "{";
+          bool first = true;
+          for (const auto& [k, v] : t.*m) {
+            s += (first ? "" : ", ") + Quote(k) + ": " + Quote(v);
+            first = false;
+          }
+          return s + "}";
+        });
   }
 
   // Applies the YAML document onto `out` (fields absent from the document keep their values).
@@ -113,7 +119,8 @@ class ConfigSchema {
       return Error(Code::kInvalidArgument, "{}: {}", source, e.what());
     }
     if (root.IsNull()) return Status::Ok();
-    if (!root.IsMap()) return Error(Code::kInvalidArgument, "{}: must be a YAML map of settings", source);
+    if (!root.IsMap())
+      return Error(Code::kInvalidArgument, "{}: must be a YAML map of settings", source);
     std::vector<std::string> errors;
     T candidate = out;
     try {
@@ -135,14 +142,16 @@ class ConfigSchema {
     } catch (const std::exception& e) {
       errors.push_back(e.what());
     }
-    if (!errors.empty()) return Error(Code::kInvalidArgument, "{}: {}", source, fmt::join(errors, "; "));
+    if (!errors.empty())
+      return Error(Code::kInvalidArgument, "{}: {}", source, fmt::join(errors, "; "));
     out = std::move(candidate);
     return Status::Ok();
   }
 
   std::string Print(const T& cfg) const {
     std::string out;
-    for (const auto& f : fields_) out += fmt::format("# {}\n{}: {}\n", f.desc, f.name, f.print(cfg));
+    for (const auto& f : fields_)
+      out += fmt::format("# {}\n{}: {}\n", f.desc, f.name, f.print(cfg));
     return out;
   }
 

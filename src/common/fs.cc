@@ -90,7 +90,8 @@ Status MakeDirs(const std::string& path) {
     std::filesystem::permissions(path, std::filesystem::perms::owner_all,
                                  std::filesystem::perm_options::replace, ec);
   }
-  if (ec) return Error(Code::kPermissionDenied, "cannot create directory {}: {}", path, ec.message());
+  if (ec)
+    return Error(Code::kPermissionDenied, "cannot create directory {}: {}", path, ec.message());
   if (!std::filesystem::is_directory(path, ec)) {
     return Error(Code::kFailedPrecondition, "{} exists and is not a directory", path);
   }

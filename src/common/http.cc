@@ -62,40 +62,71 @@ void ParseTarget(Request& req) {
 
 int StatusFor(Code code) {
   switch (code) {
-    case Code::kOk: return 200;
-    case Code::kInvalidArgument: return 400;
-    case Code::kNotFound: return 404;
-    case Code::kAlreadyExists: return 409;
-    case Code::kPermissionDenied: return 403;
-    case Code::kUnauthenticated: return 401;
-    case Code::kFailedPrecondition: return 412;
-    case Code::kUnavailable: return 503;
-    case Code::kDeadlineExceeded: return 504;
-    case Code::kResourceExhausted: return 413;
+    case Code::kOk:
+      return 200;
+    case Code::kInvalidArgument:
+      return 400;
+    case Code::kNotFound:
+      return 404;
+    case Code::kAlreadyExists:
+      return 409;
+    case Code::kPermissionDenied:
+      return 403;
+    case Code::kUnauthenticated:
+      return 401;
+    case Code::kFailedPrecondition:
+      return 412;
+    case Code::kUnavailable:
+      return 503;
+    case Code::kDeadlineExceeded:
+      return 504;
+    case Code::kResourceExhausted:
+      return 413;
     case Code::kDataLoss:
-    case Code::kInternal: return 500;
+    case Code::kInternal:
+      return 500;
   }
   return 500;
 }
 
 Response ErrorResponse(const Status& status) {
-  nlohmann::json j = {{"error", {{"code", CodeName(status.code())}, {"message", status.message()}}}};
+  nlohmann::json j = {
+      {"error", {{"code", CodeName(status.code())}, {"message", status.message()}}}};
   return Response{StatusFor(status.code()), "application/json", j.dump()};
 }
 
 Status StatusFromResponse(const Response& resp) {
   Code code = Code::kInternal;
   switch (resp.status) {
-    case 400: code = Code::kInvalidArgument; break;
-    case 401: code = Code::kUnauthenticated; break;
-    case 403: code = Code::kPermissionDenied; break;
-    case 404: code = Code::kNotFound; break;
-    case 409: code = Code::kAlreadyExists; break;
-    case 412: code = Code::kFailedPrecondition; break;
-    case 413: code = Code::kResourceExhausted; break;
-    case 503: code = Code::kUnavailable; break;
-    case 504: code = Code::kDeadlineExceeded; break;
-    default: break;
+    case 400:
+      code = Code::kInvalidArgument;
+      break;
+    case 401:
+      code = Code::kUnauthenticated;
+      break;
+    case 403:
+      code = Code::kPermissionDenied;
+      break;
+    case 404:
+      code = Code::kNotFound;
+      break;
+    case 409:
+      code = Code::kAlreadyExists;
+      break;
+    case 412:
+      code = Code::kFailedPrecondition;
+      break;
+    case 413:
+      code = Code::kResourceExhausted;
+      break;
+    case 503:
+      code = Code::kUnavailable;
+      break;
+    case 504:
+      code = Code::kDeadlineExceeded;
+      break;
+    default:
+      break;
   }
   auto j = nlohmann::json::parse(resp.body, nullptr, false);
   if (j.is_object() && j.contains("error") && j["error"].is_object() &&
@@ -115,7 +146,8 @@ Result<std::pair<std::string, std::string>> SplitHostPort(std::string_view serve
   std::string host, port;
   if (s.starts_with('[')) {
     auto close = s.find(']');
-    if (close == std::string_view::npos) return Error(Code::kInvalidArgument, "bad address {}", server);
+    if (close == std::string_view::npos)
+      return Error(Code::kInvalidArgument, "bad address {}", server);
     host = std::string(s.substr(1, close - 1));
     if (close + 1 < s.size() && s[close + 1] == ':') port = std::string(s.substr(close + 2));
   } else {

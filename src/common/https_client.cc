@@ -4,8 +4,8 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -62,7 +62,8 @@ Result<ClientResult> HttpsClient::Do(std::string_view method, std::string_view t
   req.set(bhttp::field::user_agent, "verge/" VERGE_VERSION);
   for (auto& [k, v] : headers) req.set(k, v);
   if (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
-    if (req[bhttp::field::content_type].empty()) req.set(bhttp::field::content_type, "application/json");
+    if (req[bhttp::field::content_type].empty())
+      req.set(bhttp::field::content_type, "application/json");
     req.body() = std::move(body);
     req.prepare_payload();
   }
@@ -92,9 +93,11 @@ Result<ClientResult> HttpsClient::Do(std::string_view method, std::string_view t
     if (ip_ec) SSL_set_tlsext_host_name(stream.native_handle(), host_.c_str());
     co_await stream.async_handshake(ssl::stream_base::client, token);
     if (ec) co_return fail(Code::kUnavailable, "TLS handshake with", ec);
-    if (X509* peer = SSL_get0_peer_certificate(stream.native_handle())) out.peer_cert_pem = X509Pem(peer);
+    if (X509* peer = SSL_get0_peer_certificate(stream.native_handle()))
+      out.peer_cert_pem = X509Pem(peer);
     if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(stream.native_handle())) {
-      for (int i = 1; i < sk_X509_num(chain); ++i) out.peer_chain_pem += X509Pem(sk_X509_value(chain, i));
+      for (int i = 1; i < sk_X509_num(chain); ++i)
+        out.peer_chain_pem += X509Pem(sk_X509_value(chain, i));
     }
     co_await bhttp::async_write(stream, req, token);
     if (ec) co_return fail(Code::kUnavailable, "cannot send request to", ec);

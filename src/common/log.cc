@@ -1,7 +1,6 @@
 #include "common/log.h"
 
 #include <signal.h>
-
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 

@@ -1,5 +1,6 @@
 #include "common/pki.h"
 
+#include <fmt/format.h>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -10,8 +11,6 @@
 #include <openssl/x509v3.h>
 
 #include <ctime>
-
-#include <fmt/format.h>
 
 namespace verge::pki {
 namespace {
@@ -179,7 +178,8 @@ Result<CertInfo> InspectCertificate(const std::string& cert_pem) {
   Ptr<BIGNUM> bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert.get()), nullptr));
   Ptr<char> hex(BN_bn2hex(bn.get()));
   info.serial_hex = hex ? hex.get() : "";
-  for (auto& c : info.serial_hex) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : info.serial_hex)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   VERGE_ASSIGN_OR_RETURN(info.fingerprint, Fingerprint(cert_pem));
   info.not_before_ms = AsnTimeMs(X509_get0_notBefore(cert.get()));
   info.not_after_ms = AsnTimeMs(X509_get0_notAfter(cert.get()));
@@ -230,7 +230,8 @@ Result<CertificateAuthority> CertificateAuthority::Create(const std::string& com
   X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
   X509_set_pubkey(cert.get(), key.get());
   VERGE_RETURN_IF_ERROR(AddExt(cert.get(), cert.get(), NID_basic_constraints, "critical,CA:TRUE"));
-  VERGE_RETURN_IF_ERROR(AddExt(cert.get(), cert.get(), NID_key_usage, "critical,keyCertSign,cRLSign"));
+  VERGE_RETURN_IF_ERROR(
+      AddExt(cert.get(), cert.get(), NID_key_usage, "critical,keyCertSign,cRLSign"));
   VERGE_RETURN_IF_ERROR(AddExt(cert.get(), cert.get(), NID_subject_key_identifier, "hash"));
   if (!X509_sign(cert.get(), key.get(), EVP_sha256())) return SslError("cannot sign CA");
   VERGE_ASSIGN_OR_RETURN(auto cert_pem, CertPem(cert.get()));
@@ -264,11 +265,14 @@ Result<std::string> CertificateAuthority::IssueClientCert(const std::string& csr
   ClampToIssuer(cert.get(), ca_cert.get());
   X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert.get()));
   X509_set_pubkey(cert.get(), pub.get());
-  VERGE_RETURN_IF_ERROR(AddExt(cert.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE"));
-  VERGE_RETURN_IF_ERROR(AddExt(cert.get(), ca_cert.get(), NID_key_usage, "critical,digitalSignature"));
+  VERGE_RETURN_IF_ERROR(
+      AddExt(cert.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE"));
+  VERGE_RETURN_IF_ERROR(
+      AddExt(cert.get(), ca_cert.get(), NID_key_usage, "critical,digitalSignature"));
   VERGE_RETURN_IF_ERROR(AddExt(cert.get(), ca_cert.get(), NID_ext_key_usage, "clientAuth"));
   VERGE_RETURN_IF_ERROR(AddExt(cert.get(), ca_cert.get(), NID_authority_key_identifier, "keyid"));
-  if (!X509_sign(cert.get(), ca_key.get(), EVP_sha256())) return SslError("cannot sign certificate");
+  if (!X509_sign(cert.get(), ca_key.get(), EVP_sha256()))
+    return SslError("cannot sign certificate");
   return CertPem(cert.get());
 }
 
@@ -286,13 +290,16 @@ Result<std::string> CertificateAuthority::IssueServerCert(
   std::string san;
   for (const auto& d : dns_names) san += (san.empty() ? "" : ",") + std::string("DNS:") + d;
   for (const auto& ip : ip_addresses) san += (san.empty() ? "" : ",") + std::string("IP:") + ip;
-  VERGE_RETURN_IF_ERROR(AddExt(cert.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE"));
-  VERGE_RETURN_IF_ERROR(AddExt(cert.get(), ca_cert.get(), NID_key_usage, "critical,digitalSignature"));
+  VERGE_RETURN_IF_ERROR(
+      AddExt(cert.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE"));
+  VERGE_RETURN_IF_ERROR(
+      AddExt(cert.get(), ca_cert.get(), NID_key_usage, "critical,digitalSignature"));
   VERGE_RETURN_IF_ERROR(AddExt(cert.get(), ca_cert.get(), NID_ext_key_usage, "serverAuth"));
   if (!san.empty()) {
     VERGE_RETURN_IF_ERROR(AddExt(cert.get(), ca_cert.get(), NID_subject_alt_name, san.c_str()));
   }
-  if (!X509_sign(cert.get(), ca_key.get(), EVP_sha256())) return SslError("cannot sign certificate");
+  if (!X509_sign(cert.get(), ca_key.get(), EVP_sha256()))
+    return SslError("cannot sign certificate");
   return CertPem(cert.get());
 }
 

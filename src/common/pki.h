@@ -26,8 +26,8 @@ Result<std::string> MakeCsr(const std::string& private_key_pem, const std::strin
 
 struct CertInfo {
   std::string common_name;
-  std::string serial_hex;    // lowercase, no leading zeros
-  std::string fingerprint;   // SHA-256 of the DER, lowercase hex
+  std::string serial_hex;   // lowercase, no leading zeros
+  std::string fingerprint;  // SHA-256 of the DER, lowercase hex
   std::string issuer_cn;
   int64_t not_before_ms = 0;
   int64_t not_after_ms = 0;

@@ -6,12 +6,17 @@ namespace {
 Status SqlError(sqlite3* db, std::string_view what) {
   int rc = sqlite3_extended_errcode(db);
   Code code = Code::kInternal;
-  if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) code = Code::kAlreadyExists;
-  else if ((rc & 0xff) == SQLITE_FULL) code = Code::kResourceExhausted;
-  else if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) code = Code::kDataLoss;
-  else if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) code = Code::kUnavailable;
+  if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+    code = Code::kAlreadyExists;
+  else if ((rc & 0xff) == SQLITE_FULL)
+    code = Code::kResourceExhausted;
+  else if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB)
+    code = Code::kDataLoss;
+  else if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+    code = Code::kUnavailable;
   else if ((rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_READONLY ||
-           (rc & 0xff) == SQLITE_PERM) code = Code::kPermissionDenied;
+           (rc & 0xff) == SQLITE_PERM)
+    code = Code::kPermissionDenied;
   return Error(code, "{}: {}", what, db ? sqlite3_errmsg(db) : "out of memory");
 }
 
@@ -72,8 +77,9 @@ bool Stmt::IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQL
 
 Result<Db> Db::Open(const std::string& path) {
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   Db db(raw);
   if (rc != SQLITE_OK) return SqlError(raw, "cannot open database " + path);
   sqlite3_busy_timeout(raw, 5000);
@@ -122,10 +128,11 @@ Result<Stmt> Db::Prepare(std::string_view sql) {
 int64_t Db::Changes() const { return sqlite3_changes64(db_); }
 
 Result<int> Db::SchemaVersion() {
-  VERGE_RETURN_IF_ERROR(Exec(
-      "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms "
-      "INTEGER NOT NULL)"));
-  VERGE_ASSIGN_OR_RETURN(auto st, Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
+  VERGE_RETURN_IF_ERROR(
+      Exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms "
+           "INTEGER NOT NULL)"));
+  VERGE_ASSIGN_OR_RETURN(auto st,
+                         Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
   VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
   return row ? static_cast<int>(st.Int(0)) : 0;
 }

@@ -63,7 +63,7 @@ Status Error(Code code, fmt::format_string<Args...> f, Args&&... args) {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     assert(!std::get<Status>(v_).ok());
   }
@@ -88,11 +88,11 @@ class [[nodiscard]] Result {
 }  // namespace verge
 
 // Returns early from the enclosing function with the status of `expr` if it is not ok.
-#define VERGE_RETURN_IF_ERROR(expr)          \
-  do {                                       \
-    if (auto _st = (expr); !_st.ok()) {      \
-      return _st;                            \
-    }                                        \
+#define VERGE_RETURN_IF_ERROR(expr)     \
+  do {                                  \
+    if (auto _st = (expr); !_st.ok()) { \
+      return _st;                       \
+    }                                   \
   } while (0)
 
 #define VERGE_CONCAT_INNER(a, b) a##b
@@ -103,4 +103,4 @@ class [[nodiscard]] Result {
 #define VERGE_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                                \
   if (!tmp.ok()) return tmp.status();               \
-  lhs = std::move(tmp).value()
+  lhs = std::move(tmp).value()  // NOLINT(bugprone-macro-parentheses): lhs may declare

@@ -56,7 +56,8 @@ MachineResources ReadCapacity(const std::string& data_dir) {
 std::vector<std::string> DetectCapabilities() {
   std::vector<std::string> caps;
   if (CountGlob("/dev/nvidia[0-9]*")) caps.emplace_back("gpu");
-  if (CountGlob("/dev/apex_[0-9]*") + CountGlob("/dev/davinci[0-9]*") + CountGlob("/dev/hailo[0-9]*")) {
+  if (CountGlob("/dev/apex_[0-9]*") + CountGlob("/dev/davinci[0-9]*") +
+      CountGlob("/dev/hailo[0-9]*")) {
     caps.emplace_back("npu");
   }
   if (CountGlob("/dev/xclmgmt*") + CountGlob("/dev/intel-fpga-port.*")) caps.emplace_back("fpga");
@@ -73,8 +74,10 @@ MachineResources UsageSampler::Sample() {
   uint64_t idle_all = idle + iowait;
   long cpus = std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
   if (last_total_ != 0 && total > last_total_) {
-    double busy = 1.0 - static_cast<double>(idle_all - last_idle_) / static_cast<double>(total - last_total_);
-    r.cpu_millicores = static_cast<uint64_t>(std::clamp(busy, 0.0, 1.0) * 1000.0 * static_cast<double>(cpus));
+    double busy =
+        1.0 - static_cast<double>(idle_all - last_idle_) / static_cast<double>(total - last_total_);
+    r.cpu_millicores =
+        static_cast<uint64_t>(std::clamp(busy, 0.0, 1.0) * 1000.0 * static_cast<double>(cpus));
   }
   last_total_ = total;
   last_idle_ = idle_all;
@@ -82,8 +85,8 @@ MachineResources UsageSampler::Sample() {
   r.memory_mb = (mem_total > mem_avail ? mem_total - mem_avail : 0) / 1024;
   struct statvfs vfs {};
   if (statvfs(data_dir_.c_str(), &vfs) == 0) {
-    r.storage_gb = static_cast<uint64_t>(vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize /
-                   (1024ULL * 1024 * 1024);
+    r.storage_gb =
+        static_cast<uint64_t>(vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize / (1024ULL * 1024 * 1024);
   }
   return r;
 }

@@ -4,10 +4,9 @@
 // Thread-safety: contexts are built once and then shared read-only.
 #pragma once
 
+#include <boost/asio/ssl/context.hpp>
 #include <memory>
 #include <string>
-
-#include <boost/asio/ssl/context.hpp>
 
 #include "common/https_client.h"
 #include "common/status.h"

@@ -11,7 +11,9 @@
 namespace verge::node {
 
 Agent::Agent(NodeConfig config, const Clock& clock, std::function<void(const Status&)> on_fatal)
-    : config_(std::move(config)), clock_(clock), on_fatal_(std::move(on_fatal)),
+    : config_(std::move(config)),
+      clock_(clock),
+      on_fatal_(std::move(on_fatal)),
       usage_(config_.data_dir) {}
 
 Agent::~Agent() { Stop(); }
@@ -23,9 +25,10 @@ Status Agent::Start() {
   auto id = LoadIdentity(config_.data_dir, clock_);
   if (id.ok()) {
     if (!config_.name.empty() && config_.name != id->name) {
-      return Error(Code::kFailedPrecondition,
-                   "data dir {} belongs to node \"{}\", not \"{}\"; use --name {} or another data dir",
-                   config_.data_dir, id->name, config_.name, id->name);
+      return Error(
+          Code::kFailedPrecondition,
+          "data dir {} belongs to node \"{}\", not \"{}\"; use --name {} or another data dir",
+          config_.data_dir, id->name, config_.name, id->name);
     }
     identity_.emplace(std::move(id).value());
     spdlog::info("node {}: identity loaded (certificate {} valid until {})", identity_->name,
@@ -98,12 +101,18 @@ void Agent::RunJoinAndLink() {
         ioc_->get_executor(), lo, [this] { return MakeHello(); }, [this] { return SampleUsage(); },
         [this, &fail](LinkState s, const std::string& detail) {
           switch (s) {
-            case LinkState::kConnected: spdlog::info("link up ({})", detail); break;
-            case LinkState::kBackoff: spdlog::warn("link down: {}", detail); break;
+            case LinkState::kConnected:
+              spdlog::info("link up ({})", detail);
+              break;
+            case LinkState::kBackoff:
+              spdlog::warn("link down: {}", detail);
+              break;
             case LinkState::kRefused:
               fail(Error(Code::kPermissionDenied, "{}", detail));
               break;
-            default: spdlog::debug("link {}: {}", LinkStateName(s), detail); break;
+            default:
+              spdlog::debug("link {}: {}", LinkStateName(s), detail);
+              break;
           }
         });
     link_->Start();

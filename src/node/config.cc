@@ -46,14 +46,17 @@ Result<std::map<std::string, std::string>> ParseLabelList(std::string_view text)
 Status ValidateNodeConfig(const NodeConfig& c) {
   std::vector<std::string> errors;
   if (c.data_dir.empty()) errors.push_back("dataDir must be set");
-  if (c.cloud.empty()) errors.push_back("cloud must be set (--cloud HOST:PORT)");
-  else if (auto hp = http::SplitHostPort(c.cloud); !hp.ok()) errors.push_back("cloud: " + hp.status().message());
+  if (c.cloud.empty())
+    errors.push_back("cloud must be set (--cloud HOST:PORT)");
+  else if (auto hp = http::SplitHostPort(c.cloud); !hp.ok())
+    errors.push_back("cloud: " + hp.status().message());
   if (c.type != "gateway" && c.type != "server" && c.type != "micro") {
     errors.push_back("type must be gateway, server or micro");
   }
   if (c.heartbeat.count() < 100) errors.push_back("heartbeat must be at least 100ms");
   if (c.reconnect_initial.count() <= 0) errors.push_back("reconnectInitial must be positive");
-  if (c.reconnect_max < c.reconnect_initial) errors.push_back("reconnectMax must be >= reconnectInitial");
+  if (c.reconnect_max < c.reconnect_initial)
+    errors.push_back("reconnectMax must be >= reconnectInitial");
   static const std::vector<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
   if (std::find(kLevels.begin(), kLevels.end(), c.log_level) == kLevels.end()) {
     errors.push_back("logLevel must be one of trace, debug, info, warn, error");

@@ -38,8 +38,8 @@ Result<NodeIdentity> LoadIdentity(const std::string& data_dir, const Clock& cloc
   }
   id.name = j["name"].get<std::string>();
   id.cloud = j["cloud"].get<std::string>();
-  for (auto [file, field] : {std::pair{"node.key", &id.key_pem}, {"node.crt", &id.cert_pem},
-                             {"ca.crt", &id.ca_pem}}) {
+  for (auto [file, field] :
+       {std::pair{"node.key", &id.key_pem}, {"node.crt", &id.cert_pem}, {"ca.crt", &id.ca_pem}}) {
     auto text = ReadFile(dir + "/" + file);
     if (!text.ok()) return Damaged(data_dir, text.status().message());
     *field = std::move(*text);
@@ -50,7 +50,8 @@ Result<NodeIdentity> LoadIdentity(const std::string& data_dir, const Clock& cloc
   auto info = pki::InspectCertificate(id.cert_pem);
   if (!info.ok()) return Damaged(data_dir, "node.crt: " + info.status().message());
   if (info->common_name != id.name) {
-    return Damaged(data_dir, "node.crt is for \"" + info->common_name + "\", not \"" + id.name + "\"");
+    return Damaged(data_dir,
+                   "node.crt is for \"" + info->common_name + "\", not \"" + id.name + "\"");
   }
   if (auto st = pki::VerifyIssuedBy(id.ca_pem, id.cert_pem, clock.WallMs()); !st.ok()) {
     if (clock.WallMs() > info->not_after_ms) {
@@ -99,14 +100,16 @@ Result<NodeIdentity> Join(const std::string& data_dir, const std::string& cloud,
     return Error(Code::kUnavailable, "the cloud's join response is not a JoinResponse");
   }
   if (jr.ca_pem() != ca_pem) {
-    return Error(Code::kPermissionDenied, "the join response names a different CA than the pinned one");
+    return Error(Code::kPermissionDenied,
+                 "the join response names a different CA than the pinned one");
   }
   std::string dir = Dir(data_dir);
   VERGE_RETURN_IF_ERROR(MakeDirs(dir));
   VERGE_RETURN_IF_ERROR(WriteFileAtomic(dir + "/node.key", key.private_key_pem, 0600));
   VERGE_RETURN_IF_ERROR(WriteFileAtomic(dir + "/node.crt", jr.certificate_pem(), 0644));
   VERGE_RETURN_IF_ERROR(WriteFileAtomic(dir + "/ca.crt", ca_pem, 0644));
-  nlohmann::json meta = {{"name", name}, {"cloud", cloud}, {"joinedAt", FormatTimeMs(clock.WallMs())}};
+  nlohmann::json meta = {
+      {"name", name}, {"cloud", cloud}, {"joinedAt", FormatTimeMs(clock.WallMs())}};
   // Written last: its presence means the identity is complete.
   VERGE_RETURN_IF_ERROR(WriteFileAtomic(dir + "/identity.json", meta.dump(2) + "\n", 0644));
   return LoadIdentity(data_dir, clock);

@@ -32,12 +32,18 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 std::string_view LinkStateName(LinkState s) {
   switch (s) {
-    case LinkState::kIdle: return "idle";
-    case LinkState::kConnecting: return "connecting";
-    case LinkState::kConnected: return "connected";
-    case LinkState::kBackoff: return "backoff";
-    case LinkState::kRefused: return "refused";
-    case LinkState::kStopped: return "stopped";
+    case LinkState::kIdle:
+      return "idle";
+    case LinkState::kConnecting:
+      return "connecting";
+    case LinkState::kConnected:
+      return "connected";
+    case LinkState::kBackoff:
+      return "backoff";
+    case LinkState::kRefused:
+      return "refused";
+    case LinkState::kStopped:
+      return "stopped";
   }
   return "unknown";
 }
@@ -52,7 +58,10 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
   std::shared_ptr<SslContext> ssl;
   std::mt19937_64 rng{std::random_device{}()};
   asio::steady_timer backoff_timer{ex};
-  WsStream* current = nullptr;  // the live stream, for Stop() to cut
+  // Never expires; Stop() cancels it to end a connected session with a Goodbye.
+  asio::steady_timer stop_timer{ex, asio::steady_timer::time_point::max()};
+  WsStream* current = nullptr;  // the live stream, for Stop() to cut while connecting
+  bool steady = false;          // past HelloAck: Stop() ends the session gracefully
   bool stopped = false;
   bool refused = false;  // the cloud refused this identity: retrying cannot help
   uint64_t next_id = 1;
@@ -114,7 +123,8 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
       for (int i = 1; i < failures && d < cap; ++i) d *= 2;
       d = std::min(d, cap);
       int64_t wait = std::uniform_int_distribution<int64_t>(d / 2, d)(rng);
-      SetState(LinkState::kBackoff, fmt::format("{}; retrying in {}", reason, FormatDuration(Millis(wait))));
+      SetState(LinkState::kBackoff,
+               fmt::format("{}; retrying in {}", reason, FormatDuration(Millis(wait))));
       backoff_timer.expires_after(Millis(wait));
       co_await backoff_timer.async_wait(kTuple);
     }
@@ -131,7 +141,9 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
     low.expires_after(opt.connect_timeout);
     auto [cec, ep] = co_await low.async_connect(eps, kTuple);
     if (stopped) co_return "stopped";
-    if (cec) co_return fmt::format("cannot connect to {}: {}", opt.cloud, cec == beast::error::timeout ? "timed out" : cec.message());
+    if (cec)
+      co_return fmt::format("cannot connect to {}: {}", opt.cloud,
+                            cec == beast::error::timeout ? "timed out" : cec.message());
     int fd = low.socket().native_handle();
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -175,7 +187,8 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
 
     beast::flat_buffer buf;
     asio::steady_timer hello_timer(ex, opt.connect_timeout);
-    auto first = co_await (ws.async_read(buf, asio::use_awaitable) || hello_timer.async_wait(asio::use_awaitable));
+    auto first = co_await (ws.async_read(buf, asio::use_awaitable) ||
+                           hello_timer.async_wait(asio::use_awaitable));
     if (first.index() == 1) co_return "no HelloAck from the cloud in time";
     v1::Envelope ack;
     if (!ack.ParseFromArray(buf.cdata().data(), static_cast<int>(buf.size()))) {
@@ -189,16 +202,35 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
       ++s.connects;
       s.consecutive_failures = 0;
     });
-    SetState(LinkState::kConnected, fmt::format("protocol v{}", ack.hello_ack().protocol_version()));
-    auto ended = co_await (ReadLoop(ws, buf) || HeartbeatLoop(ws));
+    SetState(LinkState::kConnected,
+             fmt::format("protocol v{}", ack.hello_ack().protocol_version()));
+    if (stopped) co_return "stopped";
+    steady = true;
+    auto ended = co_await (ReadLoop(ws, buf) || HeartbeatLoop(ws) || StopWait());
+    steady = false;
+    if (stopped) {
+      // Tell the cloud this is deliberate, so it records a clean disconnect.
+      v1::Envelope bye;
+      bye.mutable_goodbye()->set_reason(v1::Goodbye::SHUTTING_DOWN);
+      bye.mutable_goodbye()->set_message("node is shutting down");
+      auto [bec, bn] = co_await ws.async_write(asio::buffer(Encode(bye)), kTuple);
+      if (!bec) co_await ws.async_close(websocket::close_code::going_away, kTuple);
+      co_return "stopped";
+    }
     co_return std::visit([](auto& s) { return std::string(s); }, ended);
+  }
+
+  asio::awaitable<std::string> StopWait() {
+    co_await stop_timer.async_wait(kTuple);
+    co_return "stopped";
   }
 
   std::string HandleGoodbye(const v1::Goodbye& g) {
     if (g.reason() == v1::Goodbye::REVOKED || g.reason() == v1::Goodbye::IDENTITY_MISMATCH) {
       refused = true;
     }
-    return "the cloud closed the link: " + (g.message().empty() ? std::string("goodbye") : g.message());
+    return "the cloud closed the link: " +
+           (g.message().empty() ? std::string("goodbye") : g.message());
   }
 
   asio::awaitable<std::string> ReadLoop(WsStream& ws, beast::flat_buffer& buf) {
@@ -213,9 +245,14 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
       buf.consume(buf.size());
       if (!ok) co_return "the cloud sent a frame that is not an Envelope";
       switch (env.body_case()) {
-        case v1::Envelope::kGoodbye: co_return HandleGoodbye(env.goodbye());
-        case v1::Envelope::kAck: OnAck(env); break;
-        default: Stat([](LinkStats& s) { ++s.unknown_messages; }); break;
+        case v1::Envelope::kGoodbye:
+          co_return HandleGoodbye(env.goodbye());
+        case v1::Envelope::kAck:
+          OnAck(env);
+          break;
+        default:
+          Stat([](LinkStats& s) { ++s.unknown_messages; });
+          break;
       }
     }
   }
@@ -236,10 +273,12 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
   }
 
   static int64_t SteadyNow() {
-    return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
   }
   static int64_t WallNow() {
-    return std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch()).count();
+    return std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
   }
 
   asio::awaitable<std::string> HeartbeatLoop(WsStream& ws) {
@@ -306,7 +345,9 @@ void LinkClient::Stop() {
     if (impl->stopped) return;
     impl->stopped = true;
     impl->backoff_timer.cancel();
-    if (impl->current) {
+    if (impl->steady) {
+      impl->stop_timer.cancel();
+    } else if (impl->current) {
       boost::system::error_code ec;
       beast::get_lowest_layer(*impl->current).socket().shutdown(tcp::socket::shutdown_both, ec);
       beast::get_lowest_layer(*impl->current).close();

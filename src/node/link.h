@@ -9,7 +9,6 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
-
 #include <functional>
 #include <memory>
 #include <optional>
@@ -37,13 +36,13 @@ struct LinkOptions {
 
 struct LinkStats {
   LinkState state = LinkState::kIdle;
-  uint64_t connects = 0;         // streams that reached HelloAck
-  uint64_t failures = 0;         // attempts or streams that ended in error
+  uint64_t connects = 0;  // streams that reached HelloAck
+  uint64_t failures = 0;  // attempts or streams that ended in error
   uint64_t consecutive_failures = 0;
   uint64_t heartbeats_sent = 0;
   uint64_t unknown_messages = 0;
-  int64_t rtt_ms = -1;           // last measured round trip
-  int64_t clock_skew_ms = 0;     // cloud time minus node time, from the last Ack
+  int64_t rtt_ms = -1;        // last measured round trip
+  int64_t clock_skew_ms = 0;  // cloud time minus node time, from the last Ack
   std::string last_error;
 };
 

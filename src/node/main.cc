@@ -1,9 +1,8 @@
 // verge-node: the Verge edge agent.
 #include <signal.h>
-
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "common/fs.h"
@@ -49,7 +48,8 @@ int main(int argc, char** argv) {
   if (!config_file.empty()) {
     auto text = ReadFile(config_file);
     if (!text.ok()) return die(text.status().message());
-    if (auto st = NodeConfigSchema().Parse(*text, cfg, config_file); !st.ok()) return die(st.message());
+    if (auto st = NodeConfigSchema().Parse(*text, cfg, config_file); !st.ok())
+      return die(st.message());
   }
   if (!data_dir.empty()) cfg.data_dir = data_dir;
   if (!cloud.empty()) cfg.cloud = cloud;

@@ -20,12 +20,15 @@ TEST(Fleet, ThreeNodesJoinAndGoOnlineWithTheirRegionsAndLabels) {
   TempDir tmp;
   Cloud cloud(tmp, kFastSilences);
   std::vector<std::unique_ptr<Process>> nodes;
-  nodes.push_back(StartNode(tmp, cloud.link(), {"edge-a", "eu-west", "site=a,line=1", "gateway",
-                                                "300ms", cloud.bootstrap_token()}));
-  nodes.push_back(StartNode(tmp, cloud.link(), {"edge-b", "us-east", "site=b", "server", "300ms",
-                                                cloud.bootstrap_token()}));
-  nodes.push_back(StartNode(tmp, cloud.link(), {"edge-c", "ap-south", "site=c", "micro", "300ms",
-                                                cloud.bootstrap_token()}));
+  nodes.push_back(StartNode(
+      tmp, cloud.link(),
+      {"edge-a", "eu-west", "site=a,line=1", "gateway", "300ms", cloud.bootstrap_token()}));
+  nodes.push_back(
+      StartNode(tmp, cloud.link(),
+                {"edge-b", "us-east", "site=b", "server", "300ms", cloud.bootstrap_token()}));
+  nodes.push_back(
+      StartNode(tmp, cloud.link(),
+                {"edge-c", "ap-south", "site=c", "micro", "300ms", cloud.bootstrap_token()}));
   ASSERT_TRUE(Eventually([&] {
     auto list = cloud.Nodes();
     if (list.size() != 3) return false;
@@ -33,7 +36,8 @@ TEST(Fleet, ThreeNodesJoinAndGoOnlineWithTheirRegionsAndLabels) {
       if (n["status"] != "online") return false;
     }
     return true;
-  })) << cloud.Nodes().dump(2) << nodes[0]->Log();
+  })) << cloud.Nodes().dump(2)
+      << nodes[0]->Log();
   auto a = *cloud.Node("edge-a");
   EXPECT_EQ(a["region"], "eu-west");
   EXPECT_EQ(a["type"], "gateway");
@@ -45,6 +49,20 @@ TEST(Fleet, ThreeNodesJoinAndGoOnlineWithTheirRegionsAndLabels) {
   EXPECT_EQ(a["ip"], "127.0.0.1");
   EXPECT_EQ((*cloud.Node("edge-b"))["type"], "server");
   EXPECT_EQ((*cloud.Node("edge-c"))["region"], "ap-south");
+  // The acceptance interface: vergectl --config DATA/vergectl.yaml nodes list -o json.
+  Process ctl({BinDir() + "/vergectl", "--config", cloud.data_dir() + "/vergectl.yaml", "nodes",
+               "list", "-o", "json"},
+              tmp / "vergectl.out");
+  ASSERT_EQ(ctl.Wait(seconds(30)), 0) << ctl.Log();
+  auto printed = json::parse(ctl.Log());
+  ASSERT_TRUE(printed.is_array());
+  ASSERT_EQ(printed.size(), 3u);
+  for (auto& n : printed) {
+    for (const char* key : {"name", "status", "region", "labels", "resources", "lastHeartbeat"}) {
+      EXPECT_TRUE(n.contains(key)) << key;
+    }
+    EXPECT_EQ(n["status"], "online");
+  }
   // Heartbeats keep moving lastHeartbeat.
   std::string first = a["lastHeartbeat"];
   EXPECT_TRUE(Eventually([&] { return (*cloud.Node("edge-a"))["lastHeartbeat"] != first; }));
@@ -53,14 +71,19 @@ TEST(Fleet, ThreeNodesJoinAndGoOnlineWithTheirRegionsAndLabels) {
 TEST(Fleet, KilledNodeGoesDegradedThenOfflineOthersStayOnline) {
   TempDir tmp;
   Cloud cloud(tmp, kFastSilences);
-  auto a = StartNode(tmp, cloud.link(), {"a", "r", "", "gateway", "300ms", cloud.bootstrap_token()});
-  auto b = StartNode(tmp, cloud.link(), {"b", "r", "", "gateway", "300ms", cloud.bootstrap_token()});
-  ASSERT_TRUE(Eventually([&] { return cloud.StatusOf("a") == "online" && cloud.StatusOf("b") == "online"; }));
+  auto a =
+      StartNode(tmp, cloud.link(), {"a", "r", "", "gateway", "300ms", cloud.bootstrap_token()});
+  auto b =
+      StartNode(tmp, cloud.link(), {"b", "r", "", "gateway", "300ms", cloud.bootstrap_token()});
+  ASSERT_TRUE(Eventually(
+      [&] { return cloud.StatusOf("a") == "online" && cloud.StatusOf("b") == "online"; }));
   a->Signal(SIGKILL);
   ASSERT_TRUE(Eventually([&] { return cloud.StatusOf("a") == "offline"; }));
   EXPECT_EQ(cloud.StatusOf("b"), "online");
   auto types = cloud.EventTypes("a");
-  auto pos = [&](const std::string& t) { return std::find(types.begin(), types.end(), t) - types.begin(); };
+  auto pos = [&](const std::string& t) {
+    return std::find(types.begin(), types.end(), t) - types.begin();
+  };
   EXPECT_LT(pos("online"), pos("degraded"));
   EXPECT_LT(pos("degraded"), pos("offline"));
   EXPECT_LT(pos("offline"), static_cast<long>(types.size()));
@@ -71,6 +94,23 @@ TEST(Fleet, KilledNodeGoesDegradedThenOfflineOthersStayOnline) {
   EXPECT_EQ(std::count(types.begin(), types.end(), "joined"), 1);
   auto after = cloud.EventTypes("a");
   EXPECT_EQ(std::count(after.begin(), after.end(), "joined"), 1) << "no second join";
+}
+
+TEST(Fleet, StoppedNodeSaysGoodbye) {
+  TempDir tmp;
+  Cloud cloud(tmp, kFastSilences);
+  auto node = StartNode(tmp, cloud.link(), {.name = "polite", .token = cloud.bootstrap_token()});
+  ASSERT_TRUE(Eventually([&] { return cloud.StatusOf("polite") == "online"; }));
+  node->Signal(SIGTERM);
+  EXPECT_EQ(node->Wait(seconds(30)), 0);
+  ASSERT_TRUE(Eventually([&] { return !(*cloud.Node("polite"))["connected"].get<bool>(); }));
+  auto res = cloud.Api("GET", "/api/v1/nodes/polite/events");
+  ASSERT_TRUE(res.ok());
+  std::string last_disconnect;
+  for (auto& e : json::parse(res->body)) {
+    if (e["type"] == "disconnected") last_disconnect = e["message"];
+  }
+  EXPECT_NE(last_disconnect.find("shutting down"), std::string::npos) << last_disconnect;
 }
 
 TEST(Fleet, CloudRestartKeepsRegistryAndNodesReconnect) {
@@ -130,7 +170,8 @@ TEST(Fleet, NodeStartedBeforeTheCloudJoinsWhenItAppears) {
 TEST(Fleet, DecommissionRevokesAndStopsTheNode) {
   TempDir tmp;
   Cloud cloud(tmp, kFastSilences);
-  auto node = StartNode(tmp, cloud.link(), {"gone", "", "", "gateway", "300ms", cloud.bootstrap_token()});
+  auto node =
+      StartNode(tmp, cloud.link(), {"gone", "", "", "gateway", "300ms", cloud.bootstrap_token()});
   ASSERT_TRUE(Eventually([&] { return cloud.StatusOf("gone") == "online"; }));
   auto del = cloud.Api("DELETE", "/api/v1/nodes/gone");
   ASSERT_TRUE(del.ok() && del->status == 200) << (del.ok() ? del->body : del.status().ToString());

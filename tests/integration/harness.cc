@@ -31,7 +31,8 @@ TempDir::~TempDir() {
   if (!std::getenv("VERGE_KEEP_TEST_DIRS")) std::filesystem::remove_all(path_, ec);
 }
 
-Process::Process(std::vector<std::string> argv, std::string log_path) : log_path_(std::move(log_path)) {
+Process::Process(std::vector<std::string> argv, std::string log_path)
+    : log_path_(std::move(log_path)) {
   pid_ = fork();
   if (pid_ == 0) {
     int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -109,9 +110,15 @@ Cloud::Cloud(const TempDir& tmp, std::vector<std::string> flags, std::string dat
              std::string api_listen, std::string link_listen)
     : data_dir_(tmp / data_subdir) {
   std::filesystem::remove(data_dir_ + "/listen.json");
-  std::vector<std::string> argv = {BinDir() + "/verge-cloud", "--data-dir", data_dir_,
-                                   "--api-listen", api_listen, "--link-listen", link_listen,
-                                   "--io-threads", "2"};
+  std::vector<std::string> argv = {BinDir() + "/verge-cloud",
+                                   "--data-dir",
+                                   data_dir_,
+                                   "--api-listen",
+                                   api_listen,
+                                   "--link-listen",
+                                   link_listen,
+                                   "--io-threads",
+                                   "2"};
   argv.insert(argv.end(), flags.begin(), flags.end());
   proc_ = std::make_unique<Process>(argv, tmp / (data_subdir + ".log"));
   bool up = Eventually([&] { return FileExists(data_dir_ + "/listen.json") || !proc_->Running(); },
@@ -181,8 +188,14 @@ std::vector<std::string> Cloud::EventTypes(const std::string& name) {
 std::unique_ptr<Process> StartNode(const TempDir& tmp, const std::string& cloud_link,
                                    const NodeOptions& o) {
   std::vector<std::string> argv = {BinDir() + "/verge-node",
-                                   "--data-dir", o.data_dir.empty() ? tmp / o.name : o.data_dir,
-                                   "--cloud", cloud_link, "--heartbeat", o.heartbeat, "--type", o.type};
+                                   "--data-dir",
+                                   o.data_dir.empty() ? tmp / o.name : o.data_dir,
+                                   "--cloud",
+                                   cloud_link,
+                                   "--heartbeat",
+                                   o.heartbeat,
+                                   "--type",
+                                   o.type};
   if (!o.name.empty()) argv.insert(argv.end(), {"--name", o.name});
   if (!o.token.empty()) argv.insert(argv.end(), {"--token", o.token});
   if (!o.region.empty()) argv.insert(argv.end(), {"--region", o.region});

@@ -5,9 +5,8 @@
 
 #include <sys/types.h>
 
-#include <csignal>
-
 #include <chrono>
+#include <csignal>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -98,7 +97,7 @@ struct NodeOptions {
   std::string labels;  // k=v,k=v
   std::string type = "gateway";
   std::string heartbeat = "300ms";
-  std::string token;   // empty: no --token flag
+  std::string token;     // empty: no --token flag
   std::string data_dir;  // empty: tmp/<name>
   std::vector<std::string> extra;
 };

@@ -26,7 +26,8 @@ const std::map<std::string, std::string> kUpgrade = {
     {"Sec-WebSocket-Version", "13"},
     {"Sec-WebSocket-Protocol", "verge.v1"}};
 
-Result<http::ClientResult> OpenLink(const Cloud& cloud, const std::string& cert, const std::string& key) {
+Result<http::ClientResult> OpenLink(const Cloud& cloud, const std::string& cert,
+                                    const std::string& key) {
   http::HttpsClient client(cloud.link(), http::ClientTls{cloud.ca_pem(), cert, key, false});
   return client.Do("GET", "/v1/link", "", kUpgrade);
 }
@@ -81,8 +82,8 @@ TEST(Security, HelloNotMatchingTheCertificateIsRefused) {
   auto id = JoinInProcess(tmp, cloud, "honest");
   JoinInProcess(tmp, cloud, "victim");
   boost::asio::io_context ioc;
-  node::LinkOptions lo{cloud.link(), id.ca_pem, id.cert_pem, id.key_pem, "honest",
-                       Millis(200), Millis(50), Millis(100)};
+  node::LinkOptions lo{cloud.link(), id.ca_pem,   id.cert_pem, id.key_pem,
+                       "honest",     Millis(200), Millis(50),  Millis(100)};
   std::atomic<bool> refused{false};
   node::LinkClient link(
       ioc.get_executor(), lo,
@@ -92,7 +93,8 @@ TEST(Security, HelloNotMatchingTheCertificateIsRefused) {
         h.set_protocol_version(1);
         return h;
       },
-      nullptr, [&](node::LinkState s, const std::string&) {
+      nullptr,
+      [&](node::LinkState s, const std::string&) {
         if (s == node::LinkState::kRefused) {
           refused = true;
           ioc.stop();
@@ -102,7 +104,8 @@ TEST(Security, HelloNotMatchingTheCertificateIsRefused) {
   std::thread t([&] { ioc.run_for(seconds(20)); });
   t.join();
   EXPECT_TRUE(refused);
-  EXPECT_NE(link.stats().last_error.find("certificate"), std::string::npos) << link.stats().last_error;
+  EXPECT_NE(link.stats().last_error.find("certificate"), std::string::npos)
+      << link.stats().last_error;
   EXPECT_EQ(link.stats().connects, 0u);
   EXPECT_EQ(cloud.StatusOf("victim"), "offline") << "the impostor did not bring the victim online";
 }
@@ -165,7 +168,8 @@ TEST(Security, DamagedOrForeignDataDirIsAClearErrorNotACrash) {
   EXPECT_NE(damaged->Log().find("damaged"), std::string::npos) << damaged->Log();
   // Two agents on one data dir.
   TempDir tmp2;
-  auto first = StartNode(tmp2, cloud.link(), {"x1", "", "", "gateway", "300ms", cloud.bootstrap_token()});
+  auto first =
+      StartNode(tmp2, cloud.link(), {"x1", "", "", "gateway", "300ms", cloud.bootstrap_token()});
   ASSERT_TRUE(Eventually([&] { return cloud.StatusOf("x1") == "online"; }));
   auto second = StartNode(tmp2, cloud.link(), {"x1", "", "", "gateway", "300ms", ""});
   EXPECT_EQ(second->Wait(seconds(30)), 2);

@@ -234,10 +234,10 @@ TEST_F(ApiTest, SecondStreamSupersedesFirstAndDeleteCutsTheStream) {
 
 TEST(ApiJson, LabelPatchValidation) {
   EXPECT_TRUE(ParseLabelPatch(R"({"labels": {"a": "b", "example.com/c": null}})").ok());
-  for (const char* bad : {"", "[]", "{}", R"({"labels": 5})", R"({"labels": {}})",
-                          R"({"labels": {"a": 5}})", R"({"labels": {"-a": "b"}})",
-                          R"({"labels": {"a": "b c"}})", R"({"labels": {"a": "b"}, "x": 1})",
-                          R"({"labels": {"Bad_Prefix/a": "b"}})"}) {
+  for (const char* bad :
+       {"", "[]", "{}", R"({"labels": 5})", R"({"labels": {}})", R"({"labels": {"a": 5}})",
+        R"({"labels": {"-a": "b"}})", R"({"labels": {"a": "b c"}})",
+        R"({"labels": {"a": "b"}, "x": 1})", R"({"labels": {"Bad_Prefix/a": "b"}})"}) {
     auto r = ParseLabelPatch(bad);
     EXPECT_FALSE(r.ok()) << bad;
   }

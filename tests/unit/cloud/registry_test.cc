@@ -19,7 +19,8 @@ class RegistryTest : public ::testing::Test {
              ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db");
     std::filesystem::remove(path_);
     store_ = std::move(SqliteStore::Open(path_.string())).value();
-    registry_ = std::make_unique<Registry>(*store_, clock_, RegistryOptions{Millis(30'000), Millis(90'000)});
+    registry_ = std::make_unique<Registry>(*store_, clock_,
+                                           RegistryOptions{Millis(30'000), Millis(90'000)});
     ASSERT_TRUE(registry_->Load().ok());
   }
   void TearDown() override {
@@ -130,6 +131,10 @@ TEST_F(RegistryTest, NodeLabelsWinForTheirKeysApiLabelsStay) {
   EXPECT_EQ(labels.at("owner"), "ops");
   ASSERT_TRUE(registry_->PatchLabels("n1", {{"owner", std::nullopt}}).ok());
   EXPECT_EQ(registry_->Get("n1")->labels.count("owner"), 0u);
+  // Setting what is already there, or removing what is not, records nothing.
+  auto before = EventTypes("n1").size();
+  ASSERT_TRUE(registry_->PatchLabels("n1", {{"site", "a"}, {"owner", std::nullopt}}).ok());
+  EXPECT_EQ(EventTypes("n1").size(), before);
   EXPECT_EQ(registry_->PatchLabels("nope", {{"a", "b"}}).status().code(), Code::kNotFound);
 }
 

@@ -1,8 +1,8 @@
-#include "cloud/store_sqlite.h"
-
 #include <gtest/gtest.h>
 
 #include <filesystem>
+
+#include "cloud/store_sqlite.h"
 
 namespace verge::cloud {
 namespace {

@@ -7,7 +7,6 @@
 namespace verge::pki {
 namespace {
 
-
 TEST(Pki, CaIssuesClientCertForTheNodeNameOnly) {
   auto ca = CertificateAuthority::Create("test CA", 10);
   ASSERT_TRUE(ca.ok()) << ca.status().ToString();
@@ -61,7 +60,8 @@ TEST(Pki, SerialsAreUnique) {
 TEST(Pki, GarbageIsAnErrorNotACrash) {
   auto ca = CertificateAuthority::Create("ca", 10);
   EXPECT_FALSE(ca->IssueClientCert("not a csr", "n", 1).ok());
-  EXPECT_FALSE(InspectCertificate("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").ok());
+  EXPECT_FALSE(
+      InspectCertificate("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").ok());
   EXPECT_FALSE(MakeCsr("garbage", "n").ok());
   EXPECT_FALSE(CheckKeyMatchesCert("x", "y").ok());
   EXPECT_FALSE(Fingerprint("").ok());
@@ -102,7 +102,9 @@ TEST(Pki, FingerprintIsSha256OfDer) {
 TEST(Pki, RandomTokenAlphabetAndConstantTimeEquals) {
   std::string t = RandomToken(200);
   EXPECT_EQ(t.size(), 200u);
-  for (char c : t) EXPECT_TRUE(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)));
+  for (char c : t)
+    EXPECT_TRUE(std::islower(static_cast<unsigned char>(c)) ||
+                std::isdigit(static_cast<unsigned char>(c)));
   EXPECT_NE(RandomToken(16), RandomToken(16));
   EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
   EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
@@ -115,9 +117,9 @@ TEST(BootstrapToken, RoundTripsAndRejectsMalformed) {
   ASSERT_TRUE(parsed.ok());
   EXPECT_EQ(parsed->ca_fingerprint, p.ca_fingerprint);
   EXPECT_EQ(parsed->Credential(), "abc123.0123456789abcdef");
-  for (const char* bad : {"", "verge1", "verge2.aa.abc123.0123456789abcdef",
-                          "verge1.zz.abc123.0123456789abcdef",
-                          "verge1.aaaa.abc123.0123456789abcdef.extra", "abc123.0123456789abcdef"}) {
+  for (const char* bad :
+       {"", "verge1", "verge2.aa.abc123.0123456789abcdef", "verge1.zz.abc123.0123456789abcdef",
+        "verge1.aaaa.abc123.0123456789abcdef.extra", "abc123.0123456789abcdef"}) {
     EXPECT_FALSE(ParseBootstrapToken(bad).ok()) << bad;
   }
   EXPECT_FALSE(ParseJoinCredential("ABC123.0123456789abcdef").ok());

@@ -23,7 +23,8 @@ TEST(Sqlite, MigrationsApplyOnceInOrder) {
 
 TEST(Sqlite, FailedMigrationRollsBackAndKeepsVersion) {
   auto db = Db::Open(":memory:");
-  Migration bad[] = {{1, "CREATE TABLE a (x INTEGER)"}, {2, "CREATE TABLE b (y); SELECT nonsense("}};
+  Migration bad[] = {{1, "CREATE TABLE a (x INTEGER)"},
+                     {2, "CREATE TABLE b (y); SELECT nonsense("}};
   EXPECT_FALSE(db->Migrate(bad).ok());
   EXPECT_EQ(*db->SchemaVersion(), 1);
   auto st = db->Prepare("SELECT count(*) FROM sqlite_master WHERE name='b'");
