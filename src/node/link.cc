@@ -58,8 +58,9 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
   std::shared_ptr<SslContext> ssl;
   std::mt19937_64 rng{std::random_device{}()};
   asio::steady_timer backoff_timer{ex};
-  // Never expires; Stop() cancels it to end a connected session with a Goodbye.
-  asio::steady_timer stop_timer{ex, asio::steady_timer::time_point::max()};
+  // The heartbeat timer of the connected session: Stop() cancels it, and the heartbeat loop,
+  // the session's only writer, then says Goodbye and closes the WebSocket cleanly.
+  asio::steady_timer* heartbeat_timer = nullptr;
   WsStream* current = nullptr;  // the live stream, for Stop() to cut while connecting
   bool steady = false;          // past HelloAck: Stop() ends the session gracefully
   bool stopped = false;
@@ -206,23 +207,10 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
              fmt::format("protocol v{}", ack.hello_ack().protocol_version()));
     if (stopped) co_return "stopped";
     steady = true;
-    auto ended = co_await (ReadLoop(ws, buf) || HeartbeatLoop(ws) || StopWait());
+    auto ended = co_await (ReadLoop(ws, buf) || HeartbeatLoop(ws));
     steady = false;
-    if (stopped) {
-      // Tell the cloud this is deliberate, so it records a clean disconnect.
-      v1::Envelope bye;
-      bye.mutable_goodbye()->set_reason(v1::Goodbye::SHUTTING_DOWN);
-      bye.mutable_goodbye()->set_message("node is shutting down");
-      auto [bec, bn] = co_await ws.async_write(asio::buffer(Encode(bye)), kTuple);
-      if (!bec) co_await ws.async_close(websocket::close_code::going_away, kTuple);
-      co_return "stopped";
-    }
+    if (stopped) co_return "stopped";
     co_return std::visit([](auto& s) { return std::string(s); }, ended);
-  }
-
-  asio::awaitable<std::string> StopWait() {
-    co_await stop_timer.async_wait(kTuple);
-    co_return "stopped";
   }
 
   std::string HandleGoodbye(const v1::Goodbye& g) {
@@ -283,9 +271,24 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
 
   asio::awaitable<std::string> HeartbeatLoop(WsStream& ws) {
     asio::steady_timer timer(ex);
+    heartbeat_timer = &timer;
+    struct Reset {
+      asio::steady_timer*& t;
+      ~Reset() { t = nullptr; }
+    } reset{heartbeat_timer};
     for (uint64_t seq = 1;; ++seq) {
       timer.expires_after(opt.heartbeat);
       auto [tec] = co_await timer.async_wait(kTuple);
+      if (stopped) {
+        // Deliberate: say so, so the cloud records a clean disconnect. The read loop is still
+        // pending and completes when the close handshake does.
+        v1::Envelope bye;
+        bye.mutable_goodbye()->set_reason(v1::Goodbye::SHUTTING_DOWN);
+        bye.mutable_goodbye()->set_message("node is shutting down");
+        auto [bec, bn] = co_await ws.async_write(asio::buffer(Encode(bye)), kTuple);
+        if (!bec) co_await ws.async_close(websocket::close_code::going_away, kTuple);
+        co_return "stopped";
+      }
       if (tec) co_return "stopped";
       v1::Envelope env;
       auto* hb = env.mutable_heartbeat();
@@ -345,8 +348,8 @@ void LinkClient::Stop() {
     if (impl->stopped) return;
     impl->stopped = true;
     impl->backoff_timer.cancel();
-    if (impl->steady) {
-      impl->stop_timer.cancel();
+    if (impl->steady && impl->heartbeat_timer) {
+      impl->heartbeat_timer->cancel();
     } else if (impl->current) {
       boost::system::error_code ec;
       beast::get_lowest_layer(*impl->current).socket().shutdown(tcp::socket::shutdown_both, ec);

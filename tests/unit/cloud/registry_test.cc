@@ -33,7 +33,8 @@ class RegistryTest : public ::testing::Test {
   NodeStatus StatusOf(const std::string& name) { return registry_->Get(name)->status; }
   std::vector<std::string> EventTypes(const std::string& name) {
     std::vector<std::string> out;
-    for (const auto& e : *registry_->Events(name, 100)) out.push_back(e.type);
+    auto events = registry_->Events(name, 100);
+    for (const auto& e : *events) out.push_back(e.type);
     return out;
   }
   void JoinAndConnect(const std::string& name) {

@@ -1,0 +1,350 @@
+#include "ctl/commands.h"
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <set>
+
+#include "common/clock.h"
+#include "common/duration.h"
+#include "common/http.h"
+#include "common/https_client.h"
+
+namespace verge::ctl {
+namespace {
+
+// The cloud's REST API with the admin token; every reply body is JSON.
+class ApiClient {
+ public:
+  explicit ApiClient(ClientConfig cfg)
+      : cfg_(std::move(cfg)), http_(cfg_.server, http::ClientTls{cfg_.ca_pem, "", "", false}) {}
+
+  Result<Json> Call(std::string_view method, const std::string& target,
+                    const std::optional<Json>& body = std::nullopt) {
+    auto result =
+        http_.Do(method, target, body ? body->dump() : "",
+                 {{"Authorization", "Bearer " + cfg_.token}, {"Accept", "application/json"}});
+    if (!result.ok()) {
+      return result.status().Wrap(fmt::format("cannot reach verge-cloud at {}", cfg_.server));
+    }
+    const http::Response& resp = result->response;
+    if (resp.status < 200 || resp.status >= 300) {
+      Status st = http::StatusFromResponse(resp);
+      if (st.code() == Code::kUnauthenticated) {
+        // The server cannot know which of the three places the token came from; we can.
+        return Error(st.code(), "{} (the token from {} was refused by {})", st.message(),
+                     cfg_.token_source, cfg_.server);
+      }
+      return st;
+    }
+    Json j = Json::parse(resp.body, nullptr, false);
+    if (j.is_discarded()) {
+      return Error(Code::kInternal, "{} answered {} {} with a body that is not JSON", cfg_.server,
+                   method, target);
+    }
+    return j;
+  }
+
+ private:
+  ClientConfig cfg_;
+  http::HttpsClient http_;
+};
+
+// What a command needs while it runs.
+struct Context {
+  ApiClient* api = nullptr;  // null for commands that do not talk to the cloud
+  OutputFormat format = OutputFormat::kTable;
+  int64_t now_ms = 0;
+  std::ostream& out;
+  std::ostream& err;
+};
+
+struct Command {
+  bool needs_api = true;
+  std::function<Status(Context&)> run;
+};
+
+// Prints `data` in the chosen format; `table` renders it for people. An empty list prints
+// nothing on stdout, so scripts see no rows, and says so on stderr, as kubectl does.
+void Print(Context& ctx, const Json& data, const std::function<std::string(const Json&)>& table,
+           std::string_view empty_what = "") {
+  switch (ctx.format) {
+    case OutputFormat::kJson:
+      ctx.out << ToJson(data);
+      return;
+    case OutputFormat::kYaml:
+      ctx.out << ToYaml(data);
+      return;
+    case OutputFormat::kTable:
+      if (data.is_array() && data.empty()) {
+        if (!empty_what.empty()) ctx.err << "No " << empty_what << " found.\n";
+        return;
+      }
+      ctx.out << table(data);
+      return;
+  }
+}
+
+std::string PathPart(std::string_view s) { return http::UrlEncode(s); }
+
+constexpr const char* kGlobalOptionsHelp =
+    "Global options (before or after the subcommand): --config FILE, -o table|json|yaml, "
+    "--server URL, --token TOKEN; see vergectl --help.\n";
+
+// Flag values that are wrong are usage errors (exit 2), caught before any request is sent.
+CLI::Validator DurationValidator() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        auto d = ParseDuration(value);
+        return d.ok() ? "" : d.status().message();
+      },
+      "DURATION");
+}
+
+// Holds the parser and every value it fills; a subcommand's callback picks the command.
+class Cli {
+ public:
+  Cli() : app_("vergectl: operate a Verge edge cloud", "vergectl") { Define(); }
+
+  int Main(int argc, const char* const* argv, const EnvLookup& env, std::ostream& out,
+           std::ostream& err) {
+    try {
+      app_.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      // CLI11 gives each parse error its own code (106, 109, ...); callers only need to know
+      // "usage error", and 2 is what shells and kubectl use for it.
+      int code = app_.exit(e, out, err);
+      return code == 0 ? 0 : 2;
+    }
+    if (!command_.run) return Fail(err, Status(Code::kInternal, "no command selected"));
+    auto format = ParseOutputFormat(output_);
+    if (!format.ok()) return Fail(err, format.status());
+    Context ctx{nullptr, *format, SystemClock().WallMs(), out, err};
+    std::optional<ApiClient> api;
+    if (command_.needs_api) {
+      auto cfg = LoadClientConfig(flags_, env);
+      if (!cfg.ok()) return Fail(err, cfg.status());
+      api.emplace(std::move(*cfg));
+      ctx.api = &*api;
+    }
+    if (auto st = command_.run(ctx); !st.ok()) return Fail(err, st);
+    return 0;
+  }
+
+ private:
+  static int Fail(std::ostream& err, const Status& st) {
+    err << "vergectl: " << st.message() << "\n";
+    return 1;
+  }
+
+  void Define() {
+    // Inherited by every subcommand created below, so that global options are accepted
+    // after the subcommand too: `vergectl nodes list -o json`.
+    app_.fallthrough();
+    app_.require_subcommand(1);
+    app_.add_option("--config", flags_.config_path,
+                    "vergectl config file (default: $VERGE_CONFIG, then ~/.verge/config)");
+    app_.add_option("-o,--output", output_, "Output format")
+        ->check(CLI::IsMember({"table", "json", "yaml"}))
+        ->capture_default_str();
+    app_.add_option("--server", flags_.server, "API address https://HOST:PORT (or $VERGE_SERVER)");
+    app_.add_option("--token", flags_.token, "Admin API token (or $VERGE_TOKEN)");
+    DefineNodes();
+    DefineToken();
+    // Subcommand help does not list the inherited options; say that they exist.
+    for (CLI::App* group : app_.get_subcommands([](CLI::App*) { return true; })) {
+      for (CLI::App* sub : group->get_subcommands([](CLI::App*) { return true; })) {
+        sub->footer(kGlobalOptionsHelp);
+      }
+      group->footer(kGlobalOptionsHelp);
+    }
+
+    app_.add_subcommand("status", "Show node counts and link statistics")->callback([this] {
+      Select(true, [](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("GET", "/api/v1/status"));
+        Print(ctx, j, KeyValueLines);
+        return Status::Ok();
+      });
+    });
+    app_.add_subcommand("version", "Print vergectl's version")->callback([this] {
+      Select(false, [](Context& ctx) -> Status {
+        Json j = {{"clientVersion", VERGE_VERSION}};
+        Print(ctx, j, [](const Json&) { return std::string("vergectl " VERGE_VERSION "\n"); });
+        return Status::Ok();
+      });
+    });
+  }
+
+  void DefineNodes() {
+    CLI::App* nodes = app_.add_subcommand("nodes", "List, inspect, label and delete nodes");
+    nodes->alias("node");
+    nodes->require_subcommand(1);
+
+    CLI::App* list = nodes->add_subcommand("list", "List nodes");
+    list->alias("ls");
+    list->add_option("--status", status_filter_, "Only nodes with this status")
+        ->check(CLI::IsMember({"online", "degraded", "offline"}));
+    list->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        std::string target = "/api/v1/nodes";
+        if (!status_filter_.empty()) target += "?status=" + http::UrlEncode(status_filter_);
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("GET", target));
+        Print(
+            ctx, j, [&](const Json& d) { return NodesTable(d, ctx.now_ms); }, "nodes");
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* get = nodes->add_subcommand("get", "Show one node");
+    get->add_option("NAME", name_, "Node name")->required();
+    get->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("GET", "/api/v1/nodes/" + PathPart(name_)));
+        Print(ctx, j, [&](const Json& d) { return NodesTable(d, ctx.now_ms); });
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* label = nodes->add_subcommand("label", "Set (k=v) or remove (k-) labels of a node");
+    label->add_option("NAME", name_, "Node name")->required();
+    label->add_option("LABELS", label_args_, "k=v to set, k- to remove")->required();
+    label->callback([this] {
+      // Malformed arguments are a usage error (exit 2), like any other bad argument.
+      auto labels = ParseLabelArgs(label_args_);
+      if (!labels.ok()) throw CLI::ValidationError("LABELS", labels.status().message());
+      Select(true, [this, body = Json{{"labels", *labels}}](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j,
+                               ctx.api->Call("PATCH", "/api/v1/nodes/" + PathPart(name_), body));
+        Print(ctx, j, [&](const Json& d) { return NodesTable(d, ctx.now_ms); });
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* del =
+        nodes->add_subcommand("delete", "Decommission a node and revoke its certificate");
+    del->alias("rm");
+    del->add_option("NAME", name_, "Node name")->required();
+    del->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("DELETE", "/api/v1/nodes/" + PathPart(name_)));
+        Print(ctx, j, [&](const Json& d) {
+          return fmt::format("node \"{}\" decommissioned; certificate {} revoked\n", name_,
+                             d.value("revokedCertificate", "(none)"));
+        });
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* events = nodes->add_subcommand("events", "Show a node's events, oldest first");
+    events->add_option("NAME", name_, "Node name")->required();
+    events->add_option("--limit", limit_, "Most recent events to show (server default: 100)")
+        ->check(CLI::Range(1, 10000));
+    events->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        std::string target = "/api/v1/nodes/" + PathPart(name_) + "/events";
+        if (limit_) target += fmt::format("?limit={}", *limit_);
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("GET", target));
+        Print(ctx, j, EventsTable, "events");
+        return Status::Ok();
+      });
+    });
+  }
+
+  void DefineToken() {
+    CLI::App* token = app_.add_subcommand("token", "Create, list and revoke bootstrap tokens");
+    token->alias("tokens");
+    token->require_subcommand(1);
+
+    CLI::App* create =
+        token->add_subcommand("create", "Create a bootstrap token for joining nodes");
+    create->add_option("--ttl", ttl_, "Lifetime, e.g. 1h, 24h, 7d; 0s never expires")
+        ->check(DurationValidator())
+        ->capture_default_str();
+    create->add_option("--description", description_, "What the token is for");
+    create->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        Json body = {{"ttl", ttl_}};
+        if (!description_.empty()) body["description"] = description_;
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("POST", "/api/v1/tokens", body));
+        Print(ctx, j, TokenCreatedText);
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* list = token->add_subcommand("list", "List bootstrap tokens");
+    list->alias("ls");
+    list->callback([this] {
+      Select(true, [](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("GET", "/api/v1/tokens"));
+        Print(ctx, j, TokensTable, "tokens");
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* revoke = token->add_subcommand("revoke", "Revoke a bootstrap token");
+    revoke->add_option("ID", token_id_, "Token id (see token list)")->required();
+    revoke->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j,
+                               ctx.api->Call("DELETE", "/api/v1/tokens/" + PathPart(token_id_)));
+        Print(ctx, j, [&](const Json&) { return fmt::format("token {} revoked\n", token_id_); });
+        return Status::Ok();
+      });
+    });
+  }
+
+  void Select(bool needs_api, std::function<Status(Context&)> run) {
+    command_ = Command{needs_api, std::move(run)};
+  }
+
+  CLI::App app_;
+  ConfigFlags flags_;
+  std::string output_ = "table";
+  std::string status_filter_;
+  std::string name_;
+  std::vector<std::string> label_args_;
+  std::optional<int> limit_;
+  std::string ttl_ = "24h";
+  std::string description_;
+  std::string token_id_;
+  Command command_;
+};
+
+}  // namespace
+
+Result<Json> ParseLabelArgs(const std::vector<std::string>& args) {
+  Json labels = Json::object();
+  for (const std::string& arg : args) {
+    std::string key;
+    Json value;
+    if (auto eq = arg.find('='); eq != std::string::npos) {
+      key = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    } else if (arg.size() > 1 && arg.back() == '-') {
+      key = arg.substr(0, arg.size() - 1);
+    } else {
+      return Error(Code::kInvalidArgument,
+                   "label argument \"{}\": use KEY=VALUE to set a label or KEY- to remove it", arg);
+    }
+    if (key.empty()) {
+      return Error(Code::kInvalidArgument, "label argument \"{}\" has no key", arg);
+    }
+    if (labels.contains(key)) {
+      return Error(Code::kInvalidArgument, "label \"{}\" is given more than once", key);
+    }
+    labels[key] = std::move(value);
+  }
+  if (labels.empty()) return Error(Code::kInvalidArgument, "no labels given");
+  return labels;
+}
+
+int Run(int argc, const char* const* argv, const EnvLookup& env, std::ostream& out,
+        std::ostream& err) {
+  Cli cli;
+  return cli.Main(argc, argv, env, out, err);
+}
+
+}  // namespace verge::ctl

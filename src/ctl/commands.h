@@ -1,0 +1,27 @@
+// The vergectl command tree (nodes, token, status, version) and the code that runs each
+// command against verge-cloud's REST API. Run() is the whole program, with the environment
+// and output streams passed in, so tests drive the real command line without a process.
+// Thread-safety: Run() is reentrant; each call builds its own parser and client.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "ctl/client_config.h"
+#include "ctl/output.h"
+
+namespace verge::ctl {
+
+// Turns `nodes label` arguments into the PATCH body's "labels" object, as kubectl reads them:
+// "k=v" sets k to v, "k=" sets k to the empty value, "k-" removes k (value null). Naming one
+// key twice is an error, because which of the two was meant is a guess.
+Result<Json> ParseLabelArgs(const std::vector<std::string>& args);
+
+// Parses argv, runs the command and returns the exit code: 0 done, 1 the command failed
+// (message on `err` as "vergectl: ..."), 2 the command line is wrong.
+int Run(int argc, const char* const* argv, const EnvLookup& env, std::ostream& out,
+        std::ostream& err);
+
+}  // namespace verge::ctl

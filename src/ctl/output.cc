@@ -1,0 +1,318 @@
+#include "ctl/output.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <charconv>
+#include <chrono>
+
+namespace verge::ctl {
+namespace {
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// True when a plain YAML scalar with this text would load as a bool, null or number under
+// YAML 1.1 or 1.2, and so must be quoted to stay a string. yaml-cpp quotes only the null forms.
+bool LooksLikeNonString(std::string_view s) {
+  static constexpr std::array<std::string_view, 10> kWords = {"true", "false", "yes", "no",   "on",
+                                                              "off",  "y",     "n",   "null", "~"};
+  std::string lower = Lower(s);
+  if (std::find(kWords.begin(), kWords.end(), lower) != kWords.end()) return true;
+  std::string_view rest = lower;
+  if (!rest.empty() && (rest[0] == '+' || rest[0] == '-')) rest.remove_prefix(1);
+  if (rest.empty()) return false;
+  if (IsDigit(rest[0])) return true;
+  if (rest[0] == '.' && rest.size() > 1 && IsDigit(rest[1])) return true;
+  return rest == ".inf" || rest == ".nan";
+}
+
+// A literal block keeps multi-line text (PEM, logs) readable, but it cannot carry control
+// characters or trailing spaces on a line; those go double-quoted with escapes instead.
+bool FitsLiteralBlock(std::string_view s) {
+  if (s.find('\n') == std::string_view::npos) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if ((c < 0x20 && c != '\n') || c == 0x7f) return false;
+    if (c == ' ' && (i + 1 == s.size() || s[i + 1] == '\n')) return false;
+  }
+  return true;
+}
+
+void EmitString(YAML::Emitter& e, const std::string& s) {
+  if (FitsLiteralBlock(s)) {
+    e << YAML::Literal << s;
+  } else if (LooksLikeNonString(s)) {
+    e << YAML::DoubleQuoted << s;
+  } else {
+    e << s;
+  }
+}
+
+void EmitYaml(YAML::Emitter& e, const Json& j) {
+  switch (j.type()) {
+    case Json::value_t::object:
+      // Empty collections in flow style ({} and []) read better than on a line of their own.
+      if (j.empty()) e << YAML::Flow;
+      e << YAML::BeginMap;
+      for (const auto& [k, v] : j.items()) {
+        e << YAML::Key;
+        EmitString(e, k);
+        e << YAML::Value;
+        EmitYaml(e, v);
+      }
+      e << YAML::EndMap;
+      break;
+    case Json::value_t::array:
+      if (j.empty()) e << YAML::Flow;
+      e << YAML::BeginSeq;
+      for (const auto& v : j) EmitYaml(e, v);
+      e << YAML::EndSeq;
+      break;
+    case Json::value_t::string:
+      EmitString(e, j.get_ref<const std::string&>());
+      break;
+    case Json::value_t::boolean:
+      e << (j.get<bool>() ? "true" : "false");
+      break;
+    case Json::value_t::number_integer:
+    case Json::value_t::number_unsigned:
+    case Json::value_t::number_float:
+      // nlohmann prints the shortest text that reads back exactly; yaml-cpp would print
+      // 0.1 as 0.10000000000000001.
+      e << j.dump();
+      break;
+    default:
+      e << YAML::Null;
+      break;
+  }
+}
+
+std::vector<const Json*> Items(const Json& j) {
+  std::vector<const Json*> out;
+  if (j.is_array()) {
+    for (const auto& item : j) out.push_back(&item);
+  } else if (j.is_object()) {
+    out.push_back(&j);
+  }
+  return out;
+}
+
+// A field as text; missing fields are "" so that a newer or older server never breaks a table.
+std::string Field(const Json& obj, std::string_view key) {
+  if (!obj.is_object()) return "";
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return "";
+  if (it->is_string()) return it->get<std::string>();
+  return it->dump();
+}
+
+std::string OrNone(const std::string& s) { return s.empty() ? "<none>" : s; }
+
+// Drops the milliseconds of an API timestamp: a person reading a table has no use for them.
+std::string ShortTime(std::string t) {
+  auto dot = t.find('.');
+  auto zone = t.find_first_of("Zz+", dot);
+  if (dot != std::string::npos && zone != std::string::npos) t.erase(dot, zone - dot);
+  return t;
+}
+
+std::string Sanitize(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) c = '?';
+  }
+  return out;
+}
+
+// Terminal columns of UTF-8 text, counting each code point as one column.
+size_t DisplayWidth(std::string_view s) {
+  return static_cast<size_t>(std::count_if(
+      s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
+template <typename T>
+bool ParseInt(std::string_view s, T& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+}  // namespace
+
+Result<OutputFormat> ParseOutputFormat(std::string_view name) {
+  if (name == "table") return OutputFormat::kTable;
+  if (name == "json") return OutputFormat::kJson;
+  if (name == "yaml") return OutputFormat::kYaml;
+  return Error(Code::kInvalidArgument, "unknown output format \"{}\" (use table, json or yaml)",
+               name);
+}
+
+std::string ToJson(const Json& j) {
+  // A node may report bytes that are not UTF-8; show them replaced rather than fail the command.
+  return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+std::string ToYaml(const Json& j) {
+  YAML::Emitter e;
+  EmitYaml(e, j);
+  std::string text = e.c_str();
+  // A literal block that ends the document already ends the text with its newline.
+  if (!text.ends_with('\n')) text += '\n';
+  return text;
+}
+
+std::string RenderTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  std::vector<std::vector<std::string>> clean;
+  for (const auto& row : rows) {
+    auto& out = clean.emplace_back();
+    for (size_t i = 0; i < row.size(); ++i) {
+      out.push_back(Sanitize(row[i]));
+      if (widths.size() <= i) widths.push_back(0);
+      widths[i] = std::max(widths[i], DisplayWidth(out.back()));
+    }
+  }
+  std::string text;
+  for (const auto& row : clean) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      text += row[i];
+      if (i + 1 < row.size()) text.append(widths[i] - DisplayWidth(row[i]) + 3, ' ');
+    }
+    text += '\n';
+  }
+  return text;
+}
+
+std::optional<int64_t> ParseTimeMs(std::string_view s) {
+  // YYYY-MM-DDTHH:MM:SS is 19 characters; a zone follows, fractional seconds may come first.
+  if (s.size() < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') ||
+      s[13] != ':' || s[16] != ':') {
+    return std::nullopt;
+  }
+  // Unsigned, so that from_chars refuses signs inside the fixed-width fields.
+  unsigned y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  if (!ParseInt(s.substr(0, 4), y) || !ParseInt(s.substr(5, 2), mo) ||
+      !ParseInt(s.substr(8, 2), d) || !ParseInt(s.substr(11, 2), h) ||
+      !ParseInt(s.substr(14, 2), mi) || !ParseInt(s.substr(17, 2), sec)) {
+    return std::nullopt;
+  }
+  std::chrono::year_month_day ymd{std::chrono::year(static_cast<int>(y)), std::chrono::month(mo),
+                                  std::chrono::day(d)};
+  if (!ymd.ok() || h > 23 || mi > 59 || sec > 60) return std::nullopt;
+  std::string_view rest = s.substr(19);
+  int64_t frac_ms = 0;
+  if (rest.starts_with('.')) {
+    size_t n = 1;
+    int64_t scale = 100;
+    while (n < rest.size() && IsDigit(rest[n])) {
+      frac_ms += (rest[n] - '0') * scale;
+      scale /= 10;
+      ++n;
+    }
+    if (n == 1) return std::nullopt;
+    rest.remove_prefix(n);
+  }
+  int64_t offset_min = 0;
+  if (rest == "Z" || rest == "z") {
+    offset_min = 0;
+  } else if (rest.size() == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':') {
+    unsigned oh = 0, om = 0;
+    if (!ParseInt(rest.substr(1, 2), oh) || !ParseInt(rest.substr(4, 2), om)) return std::nullopt;
+    offset_min = (rest[0] == '-' ? -1 : 1) * static_cast<int64_t>(oh * 60 + om);
+  } else {
+    return std::nullopt;
+  }
+  int64_t days = std::chrono::sys_days(ymd).time_since_epoch().count();
+  int64_t secs = days * 86400 + int64_t{h} * 3600 + int64_t{mi} * 60 + sec - offset_min * 60;
+  return secs * 1000 + frac_ms;
+}
+
+std::string FormatAge(int64_t ms) {
+  int64_t s = ms / 1000;
+  if (s < 0) return "0s";
+  if (s < 60) return fmt::format("{}s", s);
+  if (s < 3600) return fmt::format("{}m", s / 60);
+  if (s < 86400) return fmt::format("{}h", s / 3600);
+  constexpr int64_t kYear = int64_t{365} * 86400;
+  if (s < kYear) return fmt::format("{}d", s / 86400);
+  return fmt::format("{}y", s / kYear);
+}
+
+std::string NodesTable(const Json& nodes, int64_t now_ms) {
+  auto items = Items(nodes);
+  if (items.empty()) return "";
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "STATUS", "REGION", "TYPE", "LABELS", "AGE", "VERSION"}};
+  for (const Json* n : items) {
+    std::string labels;
+    if (auto it = n->find("labels"); it != n->end() && it->is_object()) {
+      for (const auto& [k, v] : it->items()) {
+        if (!labels.empty()) labels += ',';
+        labels += k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+      }
+    }
+    std::string age = "never";
+    if (auto t = ParseTimeMs(Field(*n, "lastHeartbeat"))) age = FormatAge(now_ms - *t);
+    rows.push_back({Field(*n, "name"), OrNone(Field(*n, "status")), OrNone(Field(*n, "region")),
+                    OrNone(Field(*n, "type")), OrNone(labels), age,
+                    OrNone(Field(*n, "agentVersion"))});
+  }
+  return RenderTable(rows);
+}
+
+std::string TokensTable(const Json& tokens) {
+  auto items = Items(tokens);
+  if (items.empty()) return "";
+  std::vector<std::vector<std::string>> rows = {{"ID", "STATE", "EXPIRES", "USES", "DESCRIPTION"}};
+  for (const Json* t : items) {
+    std::string expires = Field(*t, "expiresAt");
+    rows.push_back({Field(*t, "id"), Field(*t, "state"),
+                    expires.empty() ? "never" : ShortTime(expires), Field(*t, "uses"),
+                    OrNone(Field(*t, "description"))});
+  }
+  return RenderTable(rows);
+}
+
+std::string EventsTable(const Json& events) {
+  auto items = Items(events);
+  if (items.empty()) return "";
+  std::vector<std::vector<std::string>> rows = {{"TIME", "TYPE", "MESSAGE"}};
+  for (const Json* e : items) {
+    rows.push_back({ShortTime(Field(*e, "time")), Field(*e, "type"), Field(*e, "message")});
+  }
+  return RenderTable(rows);
+}
+
+std::string KeyValueLines(const Json& object) {
+  std::string text;
+  if (!object.is_object()) return text;
+  for (const auto& [k, v] : object.items()) {
+    text += Sanitize(k) + ": " + Sanitize(v.is_string() ? v.get<std::string>() : v.dump()) + "\n";
+  }
+  return text;
+}
+
+std::string TokenCreatedText(const Json& token) {
+  std::string secret = Sanitize(Field(token, "token"));
+  std::string expires = Field(token, "expiresAt");
+  return fmt::format(
+      "Bootstrap token {} created (expires: {}). It is shown only this once:\n"
+      "\n"
+      "    {}\n"
+      "\n"
+      "Join a node with:\n"
+      "    verge-node --cloud <link address> --token {} --name <name>\n"
+      "where <link address> is the cloud's link listener, HOST:PORT (\"link\" in "
+      "DATA/listen.json).\n",
+      Sanitize(Field(token, "id")), expires.empty() ? "never" : ShortTime(expires), secret, secret);
+}
+
+}  // namespace verge::ctl
