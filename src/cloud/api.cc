@@ -185,7 +185,7 @@ http::Response JoinService::Handle(const http::Request& req) {
 
 http::Response JoinService::Join(const http::Request& req) {
   v1::JoinRequest jr;
-  if (req.body.size() > 64 * 1024 ||
+  if (req.body.size() > size_t{64} * 1024 ||
       !jr.ParseFromArray(req.body.data(), static_cast<int>(req.body.size()))) {
     return Fail(Code::kInvalidArgument, "body is not a verge.v1.JoinRequest");
   }

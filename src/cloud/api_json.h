@@ -21,7 +21,7 @@ using LabelPatch = std::map<std::string, std::optional<std::string>>;
 Result<LabelPatch> ParseLabelPatch(std::string_view body);
 
 struct TokenCreateRequest {
-  Millis ttl{24 * 3600 * 1000};
+  Millis ttl{24LL * 3600 * 1000};
   std::string description;
 };
 // {"ttl": "24h", "description": "..."}; an empty body takes the defaults.

@@ -16,8 +16,8 @@ struct CloudConfig {
   std::string link_listen = "0.0.0.0:7444";
   Millis degraded_after{30'000};
   Millis offline_after{90'000};
-  Millis bootstrap_token_ttl{24 * 3600 * 1000};
-  Millis event_retention{7 * 24 * 3600 * 1000LL};
+  Millis bootstrap_token_ttl{24LL * 3600 * 1000};
+  Millis event_retention{7LL * 24 * 3600 * 1000};
   Millis flush_interval{1'000};
   int node_cert_days = 365;
   int io_threads = 0;  // 0: one per core

@@ -98,9 +98,12 @@ class [[nodiscard]] Result {
 #define VERGE_CONCAT_INNER(a, b) a##b
 #define VERGE_CONCAT(a, b) VERGE_CONCAT_INNER(a, b)
 // Declares `lhs` from the value of a Result, or returns its status.
+// `lhs` may be a declaration and `tmp` a generated name, so neither can be parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define VERGE_ASSIGN_OR_RETURN(lhs, expr) \
   VERGE_ASSIGN_OR_RETURN_IMPL(VERGE_CONCAT(_res_, __LINE__), lhs, expr)
 #define VERGE_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                                \
   if (!tmp.ok()) return tmp.status();               \
-  lhs = std::move(tmp).value()  // NOLINT(bugprone-macro-parentheses): lhs may declare
+  lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
