@@ -130,7 +130,7 @@ void Server::Maintenance() {
           !st.ok()) {
         spdlog::error("pruning node events: {}", st.message());
       }
-      next_prune = now + 3600 * 1000;
+      next_prune = now + int64_t{3600} * 1000;
     }
     lock.lock();
   }

@@ -21,7 +21,8 @@ namespace bhttp = beast::http;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
-HttpsClient::HttpsClient(std::string server, ClientTls tls, std::chrono::milliseconds timeout)
+HttpsClient::HttpsClient(const std::string& server, ClientTls tls,
+                         std::chrono::milliseconds timeout)
     : tls_(std::move(tls)), timeout_(timeout) {
   auto hp = SplitHostPort(server);
   if (hp.ok()) {
@@ -45,7 +46,8 @@ std::string X509Pem(X509* cert) {
 }  // namespace
 
 Result<ClientResult> HttpsClient::Do(std::string_view method, std::string_view target,
-                                     std::string body, std::map<std::string, std::string> headers) {
+                                     std::string body,
+                                     const std::map<std::string, std::string>& headers) {
   if (host_.empty()) return Error(Code::kInvalidArgument, "no server address configured");
   auto ctx = MakeClientContext(tls_);
   if (!ctx.ok()) return ctx.status();
@@ -103,7 +105,7 @@ Result<ClientResult> HttpsClient::Do(std::string_view method, std::string_view t
     if (ec) co_return fail(Code::kUnavailable, "cannot send request to", ec);
     beast::flat_buffer buf;
     bhttp::response_parser<bhttp::string_body> parser;
-    parser.body_limit(64 * 1024 * 1024);
+    parser.body_limit(std::uint64_t{64} * 1024 * 1024);
     co_await bhttp::async_read(stream, buf, parser, token);
     if (ec) co_return fail(Code::kUnavailable, "cannot read response from", ec);
     auto& res = parser.get();

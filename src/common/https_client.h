@@ -33,11 +33,11 @@ struct ClientResult {
 class HttpsClient {
  public:
   // `server` is "host:port" or "https://host:port".
-  HttpsClient(std::string server, ClientTls tls,
+  HttpsClient(const std::string& server, ClientTls tls,
               std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
   Result<ClientResult> Do(std::string_view method, std::string_view target, std::string body = "",
-                          std::map<std::string, std::string> headers = {});
+                          const std::map<std::string, std::string>& headers = {});
 
   const std::string& host() const { return host_; }
   const std::string& port() const { return port_; }

@@ -99,7 +99,7 @@ void Agent::RunJoinAndLink() {
     lo.reconnect_max = config_.reconnect_max;
     link_ = std::make_unique<LinkClient>(
         ioc_->get_executor(), lo, [this] { return MakeHello(); }, [this] { return SampleUsage(); },
-        [this, &fail](LinkState s, const std::string& detail) {
+        [&fail](LinkState s, const std::string& detail) {
           switch (s) {
             case LinkState::kConnected:
               spdlog::info("link up ({})", detail);
