@@ -7,16 +7,11 @@
 #include <string>
 #include <vector>
 
+#include "common/sysinfo.h"
+
 namespace verge::cloud {
 
-struct Resources {
-  uint64_t cpu_millicores = 0;
-  uint64_t memory_mb = 0;
-  uint64_t storage_gb = 0;
-  uint32_t gpu = 0;
-  uint32_t npu = 0;
-  bool operator==(const Resources&) const = default;
-};
+using Resources = ::verge::MachineResources;
 
 enum class NodeStatus { kOnline, kDegraded, kOffline };
 std::string_view NodeStatusName(NodeStatus s);

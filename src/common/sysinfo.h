@@ -9,12 +9,14 @@
 
 namespace verge {
 
+// Capacity or usage of a machine; the cloud's registry keeps the same struct per node.
 struct MachineResources {
   uint64_t cpu_millicores = 0;
   uint64_t memory_mb = 0;
   uint64_t storage_gb = 0;
   uint32_t gpu = 0;
   uint32_t npu = 0;
+  bool operator==(const MachineResources&) const = default;
 };
 
 // Capacity of this machine; storage is that of the filesystem holding `data_dir`.
