@@ -9,6 +9,7 @@
 
 #include "cloud/model.h"
 #include "common/duration.h"
+#include "common/labels.h"
 #include "common/status.h"
 
 namespace verge::cloud {
@@ -27,9 +28,6 @@ struct TokenCreateRequest {
 // {"ttl": "24h", "description": "..."}; an empty body takes the defaults.
 Result<TokenCreateRequest> ParseTokenCreate(std::string_view body);
 
-// Label keys and values follow Kubernetes' rules: key [prefix/]name, name ≤63 characters of
-// [A-Za-z0-9._-] starting and ending alphanumeric; value ≤63 of the same, or empty.
-Status ValidateLabel(std::string_view key, std::string_view value);
 // Node names: 1–63 characters of [a-z0-9-.], starting and ending alphanumeric.
 Status ValidateNodeName(std::string_view name);
 

@@ -1,6 +1,7 @@
 #include "cloud/config.h"
 
 #include "common/http.h"
+#include "common/log.h"
 
 namespace verge::cloud {
 
@@ -52,8 +53,7 @@ Status ValidateCloudConfig(const CloudConfig& c) {
   }
   if (c.flush_interval.count() <= 0) errors.push_back("flushInterval must be positive");
   if (c.event_retention.count() <= 0) errors.push_back("eventRetention must be positive");
-  static const std::vector<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
-  if (std::find(kLevels.begin(), kLevels.end(), c.log_level) == kLevels.end()) {
+  if (!IsLogLevel(c.log_level)) {
     errors.push_back("logLevel must be one of trace, debug, info, warn, error");
   }
   return ValidationResult("invalid configuration", errors);

@@ -19,6 +19,11 @@ Status SetupLogging(const std::string& level) {
   return Status::Ok();
 }
 
+bool IsLogLevel(std::string_view level) {
+  return level == "trace" || level == "debug" || level == "info" || level == "warn" ||
+         level == "error";
+}
+
 namespace {
 sigset_t StopSignals() {
   sigset_t set;

@@ -3,12 +3,15 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 
 namespace verge {
 
 Status SetupLogging(const std::string& level);
+// True for the levels both daemons accept: trace, debug, info, warn, error.
+bool IsLogLevel(std::string_view level);
 
 // Blocks SIGINT/SIGTERM/SIGHUP in the calling thread (and the threads it starts later) and
 // ignores SIGPIPE; WaitForStopSignal then returns the first of them that arrives.

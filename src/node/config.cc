@@ -1,6 +1,8 @@
 #include "node/config.h"
 
 #include "common/http.h"
+#include "common/labels.h"
+#include "common/log.h"
 
 namespace verge::node {
 
@@ -53,12 +55,14 @@ Status ValidateNodeConfig(const NodeConfig& c) {
   if (c.type != "gateway" && c.type != "server" && c.type != "micro") {
     errors.push_back("type must be gateway, server or micro");
   }
+  for (const auto& [k, v] : c.labels) {
+    if (auto st = ValidateLabel(k, v); !st.ok()) errors.push_back("labels: " + st.message());
+  }
   if (c.heartbeat.count() < 100) errors.push_back("heartbeat must be at least 100ms");
   if (c.reconnect_initial.count() <= 0) errors.push_back("reconnectInitial must be positive");
   if (c.reconnect_max < c.reconnect_initial)
     errors.push_back("reconnectMax must be >= reconnectInitial");
-  static const std::vector<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
-  if (std::find(kLevels.begin(), kLevels.end(), c.log_level) == kLevels.end()) {
+  if (!IsLogLevel(c.log_level)) {
     errors.push_back("logLevel must be one of trace, debug, info, warn, error");
   }
   return ValidationResult("invalid configuration", errors);

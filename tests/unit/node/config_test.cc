@@ -22,11 +22,13 @@ TEST(NodeConfig, ValidationNamesEachProblem) {
   NodeConfig c;
   c.type = "toaster";
   c.heartbeat = Millis(1);
+  c.labels = {{"bad key!", "v"}};
   auto st = ValidateNodeConfig(c);
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.message().find("cloud must be set"), std::string::npos);
   EXPECT_NE(st.message().find("type"), std::string::npos);
   EXPECT_NE(st.message().find("heartbeat"), std::string::npos);
+  EXPECT_NE(st.message().find("bad key!"), std::string::npos) << "bad labels fail at start";
 }
 
 TEST(NodeConfig, LabelList) {
