@@ -1,6 +1,5 @@
 #include "cloud/net.h"
 
-#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
@@ -13,14 +12,13 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
-#include <boost/beast/websocket/ssl.hpp>
 #include <deque>
 #include <thread>
 
 #include "common/https_client.h"
 #include "common/pki.h"
+#include "common/tls_socket.h"
 
 namespace verge::cloud {
 namespace asio = boost::asio;
@@ -28,34 +26,57 @@ namespace beast = boost::beast;
 namespace bhttp = beast::http;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
-using TlsStream = beast::ssl_stream<beast::tcp_stream>;
-using WsStream = websocket::stream<TlsStream>;
+using WsStream = websocket::stream<TlsSocket>;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 
-std::string X509ToPem(X509* cert) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(bio, cert);
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio, &data);
-  std::string out(data, static_cast<size_t>(n));
-  BIO_free(bio);
-  return out;
-}
-
-PeerIdentity PeerOf(TlsStream& stream, const std::string& ip) {
+PeerIdentity PeerOf(TlsSocket& stream, const std::string& ip) {
   PeerIdentity peer;
   peer.remote_ip = ip;
   SSL* ssl = stream.native_handle();
   X509* cert = SSL_get0_peer_certificate(ssl);
   if (!cert || SSL_get_verify_result(ssl) != X509_V_OK) return peer;
-  auto info = pki::InspectCertificate(X509ToPem(cert));
-  if (!info.ok()) return peer;
-  peer.common_name = info->common_name;
-  peer.serial_hex = info->serial_hex;
+  auto info = pki::InspectX509(cert);
+  peer.common_name = info.common_name;
+  peer.serial_hex = info.serial_hex;
   return peer;
 }
+
+// Closes the socket when a phase of the connection (handshake, one request) takes too long.
+// Everything runs on the connection's strand, so the generation check is race-free: a timer
+// that already fired but whose handler is still queued does nothing after a re-arm or Cancel.
+class Deadline {
+ public:
+  explicit Deadline(const asio::any_io_executor& ex)
+      : timer_(ex), state_(std::make_shared<State>()) {}
+  ~Deadline() { Cancel(); }
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
+
+  void Arm(TlsSocket& stream, std::chrono::steady_clock::duration d) {
+    state_->stream = &stream;
+    uint64_t gen = ++state_->generation;
+    timer_.expires_after(d);
+    timer_.async_wait([st = state_, gen](beast::error_code ec) {
+      if (!ec && st->stream && st->generation == gen) st->stream->Close();
+    });
+  }
+
+  void Cancel() {
+    state_->stream = nullptr;
+    ++state_->generation;
+    timer_.cancel();
+  }
+
+ private:
+  struct State {
+    TlsSocket* stream = nullptr;
+    uint64_t generation = 0;
+  };
+  asio::steady_timer timer_;
+  std::shared_ptr<State> state_;
+};
 
 http::Request ToRequest(const bhttp::request<bhttp::string_body>& r, const std::string& ip) {
   http::Request req;
@@ -125,7 +146,8 @@ class WsConn final : public LinkStream, public std::enable_shared_from_this<WsCo
       buf.consume(buf.size());
     }
     closed_ = true;
-    queue_.clear();
+    // A write in flight still uses the front frame; its completion drops the rest.
+    if (!writing_) queue_.clear();
     conn->OnClosed(reason);
   }
 
@@ -140,10 +162,10 @@ class WsConn final : public LinkStream, public std::enable_shared_from_this<WsCo
     ws_.async_write(asio::buffer(queue_.front()),
                     [self = shared_from_this()](beast::error_code ec, size_t) {
                       self->queue_.pop_front();
-                      if (ec) {
+                      if (ec || self->closed_) {
                         self->writing_ = false;
                         self->queue_.clear();
-                        beast::get_lowest_layer(self->ws_).close();
+                        if (ec) self->ws_.next_layer().Close();
                         return;
                       }
                       self->WriteNext();
@@ -153,7 +175,7 @@ class WsConn final : public LinkStream, public std::enable_shared_from_this<WsCo
   void DoClose() {
     if (closed_) return;
     ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](beast::error_code) {
-      beast::get_lowest_layer(self->ws_).close();
+      self->ws_.next_layer().Close();
     });
   }
 
@@ -203,16 +225,20 @@ struct NetServer::Impl {
     auto ep = sock.remote_endpoint(ignore);
     std::string ip = ep.address().to_string();
     sock.set_option(tcp::no_delay(true), ignore);
-    TlsStream stream(std::move(sock), *b.ssl);
-    auto& lowest = beast::get_lowest_layer(stream);
-    lowest.expires_after(std::chrono::seconds(10));
-    auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
+    TlsSocket stream(std::move(sock), b.ssl->native_handle(), TlsSocket::Role::kServer);
+    if (!stream.ok()) {
+      spdlog::warn("connection from {}: cannot set up TLS (out of memory?)", ip);
+      co_return;
+    }
+    Deadline deadline(stream.get_executor());
+    deadline.Arm(stream, std::chrono::seconds(10));
+    auto [hec, hn] = co_await stream.async_handshake(kTuple);
     if (hec) co_return;
     beast::flat_buffer buf;
     for (;;) {
       bhttp::request_parser<bhttp::string_body> parser;
       parser.body_limit(options.max_body_bytes);
-      lowest.expires_after(std::chrono::seconds(30));
+      deadline.Arm(stream, std::chrono::seconds(30));
       auto [rec, rn] = co_await bhttp::async_read(stream, buf, parser, kTuple);
       if (rec == bhttp::error::body_limit) {
         http::Response r = http::ErrorResponse(Error(
@@ -224,28 +250,34 @@ struct NetServer::Impl {
       if (rec) break;
       auto req = parser.release();
       if (b.config.serves_link && websocket::is_upgrade(req)) {
+        deadline.Cancel();
         co_await Upgrade(std::move(stream), std::move(req), ip);
         co_return;
       }
       http::Response r = b.config.handler(ToRequest(req, ip));
       auto res = ToBeast(r, req.version(), req.keep_alive());
-      lowest.expires_after(std::chrono::seconds(30));
+      deadline.Arm(stream, std::chrono::seconds(30));
       auto [wec, wn] = co_await bhttp::async_write(stream, res, kTuple);
       if (wec || !req.keep_alive()) break;
     }
-    lowest.expires_after(std::chrono::seconds(2));
+    deadline.Arm(stream, std::chrono::seconds(2));
     co_await stream.async_shutdown(kTuple);
+    deadline.Cancel();
+    stream.Close();
   }
 
-  asio::awaitable<void> Refuse(TlsStream& stream, const bhttp::request<bhttp::string_body>& req,
+  asio::awaitable<void> Refuse(TlsSocket& stream, const bhttp::request<bhttp::string_body>& req,
                                const Status& st) {
+    Deadline deadline(stream.get_executor());
+    deadline.Arm(stream, std::chrono::seconds(5));
     auto res = ToBeast(http::ErrorResponse(st), req.version(), false);
     co_await bhttp::async_write(stream, res, kTuple);
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
     co_await stream.async_shutdown(kTuple);
+    deadline.Cancel();
+    stream.Close();
   }
 
-  asio::awaitable<void> Upgrade(TlsStream stream, bhttp::request<bhttp::string_body> req,
+  asio::awaitable<void> Upgrade(TlsSocket stream, bhttp::request<bhttp::string_body> req,
                                 std::string ip) {
     if (req.target() != "/v1/link") {
       co_await Refuse(stream, req,
@@ -265,7 +297,6 @@ struct NetServer::Impl {
           Error(Code::kInvalidArgument, "WebSocket subprotocol {} required", kSubprotocol));
       co_return;
     }
-    beast::get_lowest_layer(stream).expires_never();
     WsStream ws(std::move(stream));
     websocket::stream_base::timeout to{};
     to.handshake_timeout = std::chrono::seconds(10);
@@ -279,6 +310,8 @@ struct NetServer::Impl {
     ws.binary(true);
     ws.read_message_max(4 << 20);
     ws.auto_fragment(false);
+    // The server never masks or fragments, so Beast's write buffer would sit unused (4 KB).
+    ws.write_buffer_bytes(64);
     auto [aec] = co_await ws.async_accept(req, kTuple);
     if (aec) co_return;
     auto conn = std::make_shared<WsConn>(std::move(ws));

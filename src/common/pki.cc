@@ -170,21 +170,31 @@ Result<std::string> MakeCsr(const std::string& private_key_pem, const std::strin
   return BioString(bio.get());
 }
 
-Result<CertInfo> InspectCertificate(const std::string& cert_pem) {
-  VERGE_ASSIGN_OR_RETURN(auto cert, ParseCert(cert_pem));
+CertInfo InspectX509(const void* opaque) {
+  // OpenSSL's getters take non-const pointers but do not modify the certificate.
+  X509* cert = const_cast<X509*>(static_cast<const X509*>(opaque));
   CertInfo info;
-  info.common_name = NameEntry(X509_get_subject_name(cert.get()), NID_commonName);
-  info.issuer_cn = NameEntry(X509_get_issuer_name(cert.get()), NID_commonName);
-  Ptr<BIGNUM> bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert.get()), nullptr));
-  Ptr<char> hex(BN_bn2hex(bn.get()));
+  info.common_name = NameEntry(X509_get_subject_name(cert), NID_commonName);
+  info.issuer_cn = NameEntry(X509_get_issuer_name(cert), NID_commonName);
+  Ptr<BIGNUM> bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr));
+  Ptr<char> hex(bn ? BN_bn2hex(bn.get()) : nullptr);
   info.serial_hex = hex ? hex.get() : "";
   for (auto& c : info.serial_hex)
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  VERGE_ASSIGN_OR_RETURN(info.fingerprint, Fingerprint(cert_pem));
-  info.not_before_ms = AsnTimeMs(X509_get0_notBefore(cert.get()));
-  info.not_after_ms = AsnTimeMs(X509_get0_notAfter(cert.get()));
-  info.is_ca = X509_check_ca(cert.get()) != 0;
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (X509_digest(cert, EVP_sha256(), md, &n)) {
+    for (unsigned int i = 0; i < n; ++i) info.fingerprint += fmt::format("{:02x}", md[i]);
+  }
+  info.not_before_ms = AsnTimeMs(X509_get0_notBefore(cert));
+  info.not_after_ms = AsnTimeMs(X509_get0_notAfter(cert));
+  info.is_ca = X509_check_ca(cert) != 0;
   return info;
+}
+
+Result<CertInfo> InspectCertificate(const std::string& cert_pem) {
+  VERGE_ASSIGN_OR_RETURN(auto cert, ParseCert(cert_pem));
+  return InspectX509(cert.get());
 }
 
 Result<std::string> Fingerprint(const std::string& cert_pem) {

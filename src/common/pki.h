@@ -36,6 +36,10 @@ struct CertInfo {
 
 Result<CertInfo> InspectCertificate(const std::string& cert_pem);
 
+// The same for a certificate OpenSSL already parsed (a TLS peer's), without re-encoding it.
+// `cert` is an X509*; the type stays opaque here so that callers need no OpenSSL headers.
+CertInfo InspectX509(const void* cert);
+
 // SHA-256 of the DER encoding, lowercase hex: the pin that bootstrap tokens carry.
 Result<std::string> Fingerprint(const std::string& cert_pem);
 
