@@ -28,6 +28,8 @@ class Stmt {
   Stmt& Bind(int i, std::string_view v);
   Stmt& Bind(int i, const char* v) { return Bind(i, std::string_view(v)); }
   Stmt& Bind(int i, double v);
+  // Binds without copying: `v` must stay valid until the statement is stepped and reset.
+  Stmt& BindBlob(int i, std::string_view v);
   Stmt& BindNull(int i);
 
   // Advances to the next row: true with a row, false when done; errors as Status.
@@ -39,6 +41,8 @@ class Stmt {
   int64_t Int(int col) const;
   double Double(int col) const;
   std::string Text(int col) const;
+  // Valid until the next Step or Reset.
+  std::string_view BlobView(int col) const;
   bool IsNull(int col) const;
 
  private:

@@ -193,6 +193,26 @@ std::optional<Rejection> Cleaner::Check(Reading& r) {
   return std::nullopt;
 }
 
+void Cleaner::Forget(std::span<const Reading> readings) {
+  for (const Reading& r : readings) {
+    key_.assign(r.device);
+    key_.push_back('\0');
+    key_.append(r.metric);
+    auto it = series_.find(std::string_view(key_));
+    if (it == series_.end()) continue;
+    std::vector<int64_t>& v = it->second->ts;
+    auto pos = std::lower_bound(v.begin(), v.end(), r.ts_ns);
+    if (pos == v.end() || *pos != r.ts_ns) continue;
+    if (v.size() == 1) {
+      lru_.erase(it->second);
+      series_.erase(it);
+    } else {
+      v.erase(pos);
+    }
+  }
+  counters_.accepted -= std::min<uint64_t>(counters_.accepted, readings.size());
+}
+
 bool Cleaner::SeenOrRemember(const Reading& r) {
   // Names reaching here are valid, so they hold no '\0' and the key is unambiguous.
   key_.assign(r.device);

@@ -36,6 +36,7 @@
 #include <functional>
 #include <list>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -107,6 +108,10 @@ class Cleaner {
   // The same for producers without items (Modbus polls): a Rejection's item is the index the
   // reading had in `in_out` on entry.
   void Clean(std::vector<Reading>& in_out, std::vector<Rejection>& rejected);
+
+  // Takes back the acceptance of readings that could not be stored after all, so that the
+  // device's retry is not refused as a duplicate. Counters are adjusted too.
+  void Forget(std::span<const Reading> readings);
 
   // Readings accepted and rejections by reason, since construction.
   const IngestCounters& counters() const { return counters_; }

@@ -1,0 +1,79 @@
+#include "node/data/codec.h"
+
+#include <unordered_map>
+
+#include "verge/v1/link.pb.h"
+
+namespace verge::data {
+
+namespace {
+
+struct PairHash {
+  size_t operator()(const std::pair<uint32_t, uint32_t>& p) const noexcept {
+    return std::hash<uint64_t>()((static_cast<uint64_t>(p.first) << 32) | p.second);
+  }
+};
+
+uint32_t Intern(std::unordered_map<std::string_view, uint32_t>& index,
+                google::protobuf::RepeatedPtrField<std::string>* names, const std::string& name) {
+  auto [it, added] = index.try_emplace(name, static_cast<uint32_t>(names->size()));
+  if (added) names->Add()->assign(name);
+  return it->second;
+}
+
+}  // namespace
+
+std::string EncodeReadings(std::span<const Reading> readings) {
+  v1::ReadingBatch batch;
+  std::unordered_map<std::string_view, uint32_t> devices, metrics;
+  std::unordered_map<std::pair<uint32_t, uint32_t>, int, PairHash> series_index;
+  std::vector<int64_t> last_ts;
+  for (const Reading& r : readings) {
+    uint32_t d = Intern(devices, batch.mutable_devices(), r.device);
+    uint32_t m = Intern(metrics, batch.mutable_metrics(), r.metric);
+    auto [it, added] = series_index.try_emplace({d, m}, batch.series_size());
+    v1::ReadingBatch::Series* s;
+    if (added) {
+      s = batch.add_series();
+      s->set_device(d);
+      s->set_metric(m);
+      last_ts.push_back(0);
+    } else {
+      s = batch.mutable_series(it->second);
+    }
+    int64_t& prev = last_ts[static_cast<size_t>(it->second)];
+    // Deltas wrap like unsigned arithmetic, so any int64 pair round-trips exactly.
+    s->add_ts_delta_ns(
+        static_cast<int64_t>(static_cast<uint64_t>(r.ts_ns) - static_cast<uint64_t>(prev)));
+    prev = r.ts_ns;
+    s->add_values(r.value);
+  }
+  return batch.SerializeAsString();
+}
+
+Result<std::vector<Reading>> DecodeReadings(std::string_view bytes) {
+  v1::ReadingBatch batch;
+  if (!batch.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+    return Error(Code::kDataLoss, "reading batch does not parse");
+  std::vector<Reading> out;
+  size_t total = 0;
+  for (const auto& s : batch.series()) total += static_cast<size_t>(s.values_size());
+  out.reserve(total);
+  for (const auto& s : batch.series()) {
+    if (s.device() >= static_cast<uint32_t>(batch.devices_size()) ||
+        s.metric() >= static_cast<uint32_t>(batch.metrics_size()) ||
+        s.ts_delta_ns_size() != s.values_size()) {
+      return Error(Code::kDataLoss, "reading batch has an inconsistent series");
+    }
+    const std::string& device = batch.devices(static_cast<int>(s.device()));
+    const std::string& metric = batch.metrics(static_cast<int>(s.metric()));
+    uint64_t ts = 0;
+    for (int i = 0; i < s.values_size(); ++i) {
+      ts += static_cast<uint64_t>(s.ts_delta_ns(i));
+      out.push_back(Reading{device, metric, static_cast<int64_t>(ts), s.values(i)});
+    }
+  }
+  return out;
+}
+
+}  // namespace verge::data

@@ -1,0 +1,380 @@
+// The node's durable data path: journal, batches, eviction, TTL, pipeline and filters.
+#include "node/data/buffer.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+#include "common/compress.h"
+#include "node/data/codec.h"
+#include "node/data/filter.h"
+#include "node/data/ingestor.h"
+#include "node/data/pipeline.h"
+#include "node/data/series.h"
+
+namespace verge::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Dir {
+ public:
+  Dir() {
+    path_ = fs::temp_directory_path() / ("verge-buffer-" + std::to_string(std::random_device{}()));
+    fs::create_directories(path_);
+  }
+  ~Dir() { fs::remove_all(path_); }
+  std::string operator/(const std::string& f) const { return (path_ / f).string(); }
+
+ private:
+  fs::path path_;
+};
+
+constexpr int64_t kT0 = 1'763'700'000'000'000'000;
+
+std::vector<Reading> Make(const std::string& device, int n, int64_t start = kT0) {
+  std::vector<Reading> out;
+  for (int i = 0; i < n; ++i)
+    out.push_back({device, i % 2 ? "temp" : "hum", start + i * 1'000'000'000LL, i * 0.5});
+  return out;
+}
+
+std::vector<Reading> DecodeBatch(const StoredBatch& b) {
+  auto raw = ZstdDecompress(b.data, 64 << 20);
+  EXPECT_TRUE(raw.ok());
+  auto r = DecodeReadings(*raw);
+  EXPECT_TRUE(r.ok());
+  return *r;
+}
+
+TEST(Codec, RoundTripsGroupedBySeries) {
+  std::vector<Reading> in = {{"a", "x", kT0, 1},
+                             {"b", "x", kT0 + 5, 2},
+                             {"a", "x", kT0 + 7, 3},
+                             {"a", "y", -5, 4},
+                             {"a", "x", kT0 - 9, 5}};
+  auto out = DecodeReadings(EncodeReadings(in));
+  ASSERT_TRUE(out.ok());
+  std::vector<Reading> want = {in[0], in[2], in[4], in[1], in[3]};
+  EXPECT_EQ(*out, want);
+}
+
+TEST(Codec, RefusesInconsistentBatches) {
+  v1::ReadingBatch b;
+  b.add_devices("a");
+  auto* s = b.add_series();
+  s->set_device(3);
+  EXPECT_FALSE(DecodeReadings(b.SerializeAsString()).ok());
+  EXPECT_FALSE(DecodeReadings("\xff\xff garbage").ok());
+}
+
+TEST(UplinkBuffer, JournalSurvivesReopenAndCommitMovesTheCursor) {
+  Dir dir;
+  FakeClock clock;
+  {
+    auto buf = UplinkBuffer::Open(dir / "b.db", {}, clock);
+    ASSERT_TRUE(buf.ok());
+    ASSERT_TRUE((*buf)->Append(Make("d1", 3)).ok());
+    ASSERT_TRUE((*buf)->Append(Make("d2", 2)).ok());
+  }
+  auto buf = UplinkBuffer::Open(dir / "b.db", {}, clock);
+  ASSERT_TRUE(buf.ok());
+  auto entries = (*buf)->ReadJournal({}, 10);
+  ASSERT_TRUE(entries.ok());
+  ASSERT_EQ(entries->size(), 2u);
+  EXPECT_EQ((*entries)[0].readings.size(), 3u);
+  std::vector<StoredBatch> batches(1);
+  batches[0].count = 3;
+  batches[0].data = "x";
+  ASSERT_TRUE((*buf)->Commit(batches, Cursor{(*entries)[1].seq, 1}).ok());
+  EXPECT_EQ(batches[0].seq, 1u);
+  EXPECT_EQ((*buf)->stats().journal_entries, 1u);  // the first entry is wholly consumed
+  EXPECT_EQ((*buf)->cursor(), (Cursor{(*entries)[1].seq, 1}));
+  EXPECT_EQ((*buf)->next_seq(), 2u);
+}
+
+TEST(UplinkBuffer, EvictsLowestPriorityOldestFirstAndCountsExactly) {
+  Dir dir;
+  FakeClock clock;
+  BufferOptions opt;
+  opt.max_bytes = 10'000;
+  auto buf = UplinkBuffer::Open(dir / "b.db", opt, clock);
+  ASSERT_TRUE(buf.ok());
+  // 4 alerts, 4 telemetry and 4 logs batches of 1000 bytes, interleaved: 12 000 bytes in all.
+  uint64_t readings_by_priority[kPriorities] = {};
+  for (int i = 0; i < 4; ++i) {
+    for (auto p : {v1::LOGS, v1::ALERTS, v1::TELEMETRY}) {
+      std::vector<StoredBatch> b(1);
+      b[0].priority = p;
+      b[0].count = 10 + static_cast<uint32_t>(i);
+      b[0].data = std::string(1000, 'x');
+      readings_by_priority[p] += b[0].count;
+      ASSERT_TRUE((*buf)->Commit(b, (*buf)->cursor()).ok());
+    }
+  }
+  auto s = (*buf)->stats();
+  EXPECT_LE(s.batch_bytes, opt.max_bytes);
+  // Two logs batches went, the oldest two, and nothing else.
+  EXPECT_EQ(s.by_priority[v1::LOGS].evicted_batches, 2u);
+  EXPECT_EQ(s.by_priority[v1::LOGS].evicted_readings, 10u + 11u);
+  EXPECT_EQ(s.by_priority[v1::TELEMETRY].evicted_batches, 0u);
+  EXPECT_EQ(s.by_priority[v1::ALERTS].evicted_batches, 0u);
+  // Fill further: logs go first, then telemetry; alerts survive.
+  for (int i = 0; i < 6; ++i) {
+    std::vector<StoredBatch> b(1);
+    b[0].priority = v1::ALERTS;
+    b[0].count = 1;
+    b[0].data = std::string(1000, 'a');
+    ASSERT_TRUE((*buf)->Commit(b, (*buf)->cursor()).ok());
+  }
+  s = (*buf)->stats();
+  EXPECT_EQ(s.by_priority[v1::LOGS].evicted_batches, 4u);
+  EXPECT_EQ(s.by_priority[v1::TELEMETRY].evicted_batches, 4u);
+  EXPECT_EQ(s.by_priority[v1::ALERTS].evicted_batches, 0u);
+  auto pending = (*buf)->Pending({}, 100);
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 10u);
+  for (const auto& b : *pending) EXPECT_EQ(b.priority, v1::ALERTS);
+  // What is missing is exactly what the counters say.
+  uint64_t kept = 0;
+  for (const auto& b : *pending) kept += b.count;
+  uint64_t evicted = 0;
+  for (const auto& c : s.by_priority) evicted += c.evicted_readings;
+  EXPECT_EQ(kept + evicted, readings_by_priority[v1::LOGS] + readings_by_priority[v1::TELEMETRY] +
+                                readings_by_priority[v1::ALERTS] + 6);
+  // Counters survive a restart.
+  buf->reset();
+  auto again = UplinkBuffer::Open(dir / "b.db", opt, clock);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->stats().by_priority[v1::TELEMETRY].evicted_readings,
+            readings_by_priority[v1::TELEMETRY]);
+  EXPECT_EQ((*again)->stats().batches, 10u);
+}
+
+TEST(UplinkBuffer, PendingOrdersByPriorityThenAgeAndAckDeletes) {
+  Dir dir;
+  FakeClock clock;
+  auto buf = UplinkBuffer::Open(dir / "b.db", {}, clock);
+  ASSERT_TRUE(buf.ok());
+  std::vector<StoredBatch> b(3);
+  b[0].priority = v1::TELEMETRY;
+  b[1].priority = v1::ALERTS;
+  b[2].priority = v1::TELEMETRY;
+  for (auto& x : b) x.count = 1;
+  ASSERT_TRUE((*buf)->Commit(b, {}).ok());
+  auto p = (*buf)->Pending({}, 10);
+  ASSERT_TRUE(p.ok());
+  ASSERT_EQ(p->size(), 3u);
+  EXPECT_EQ((*p)[0].seq, 2u);
+  EXPECT_EQ((*p)[1].seq, 1u);
+  EXPECT_EQ((*p)[2].seq, 3u);
+  uint64_t in_flight[] = {2};
+  p = (*buf)->Pending(in_flight, 1);
+  ASSERT_EQ(p->size(), 1u);
+  EXPECT_EQ((*p)[0].seq, 1u);
+  EXPECT_EQ((*buf)->low_seq(), 1u);
+  uint64_t acked[] = {1, 2, 99};
+  ASSERT_TRUE((*buf)->Ack(acked).ok());
+  EXPECT_EQ((*buf)->stats().batches, 1u);
+  EXPECT_EQ((*buf)->stats().acked_batches, 2u);
+  EXPECT_EQ((*buf)->low_seq(), 3u);
+}
+
+TEST(UplinkBuffer, TtlDropsOldBatchesAndCountsThem) {
+  Dir dir;
+  FakeClock clock;
+  BufferOptions opt;
+  opt.ttl = Millis(60'000);
+  auto buf = UplinkBuffer::Open(dir / "b.db", opt, clock);
+  ASSERT_TRUE(buf.ok());
+  std::vector<StoredBatch> old(2);
+  for (auto& b : old) {
+    b.count = 5;
+    b.created_ms = clock.WallMs();
+  }
+  ASSERT_TRUE((*buf)->Commit(old, {}).ok());
+  clock.Advance(Millis(61'000));
+  std::vector<StoredBatch> fresh(1);
+  fresh[0].count = 7;
+  fresh[0].created_ms = clock.WallMs();
+  ASSERT_TRUE((*buf)->Commit(fresh, {}).ok());
+  ASSERT_TRUE((*buf)->Expire().ok());
+  auto s = (*buf)->stats();
+  EXPECT_EQ(s.batches, 1u);
+  EXPECT_EQ(s.by_priority[v1::TELEMETRY].expired_batches, 2u);
+  EXPECT_EQ(s.by_priority[v1::TELEMETRY].expired_readings, 10u);
+}
+
+TEST(Filters, DeadbandSamplingAndMaxSilence) {
+  UplinkFilters f;
+  FilterSpec db;
+  db.deadband_pct = 10;
+  db.min = 0;
+  db.max = 100;
+  db.max_silence_ns = 10'000'000'000;
+  FilterSpec sample;
+  sample.sample_every = 3;
+  f.Set({{{"d", "db"}, db}, {{"d", "s"}, sample}});
+  std::vector<Reading> out;
+  double vals[] = {50, 55, 59, 61, 70, 71};
+  for (int i = 0; i < 6; ++i) f.Apply({"d", "db", kT0 + i * 1'000'000'000LL, vals[i]}, out);
+  // 50 sent; 55, 59 within 10; 61 moved 11; 70 moved 9; 71 moved 10 (not more).
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[1].value, 61);
+  out.clear();
+  f.Apply({"d", "db", kT0 + 20'000'000'000LL, 62}, out);  // silent too long
+  EXPECT_EQ(out.size(), 1u);
+  out.clear();
+  for (int i = 0; i < 7; ++i) f.Apply({"d", "s", kT0 + i, 1.0 * i}, out);
+  ASSERT_EQ(out.size(), 3u);  // 0, 3, 6
+  EXPECT_EQ(out[1].value, 3);
+  out.clear();
+  f.Apply({"d", "unfiltered", kT0, 1}, out);
+  EXPECT_EQ(out.size(), 1u);
+}
+
+TEST(Filters, SwingingDoorKeepsEveryReadingWithinTheDeviation) {
+  UplinkFilters f;
+  FilterSpec sd;
+  sd.swinging_door = 0.5;
+  f.Set({{{"d", "m"}, sd}});
+  std::vector<Reading> in, out;
+  std::mt19937 rng(7);
+  std::normal_distribution<double> noise(0, 0.1);
+  for (int i = 0; i < 2000; ++i) {
+    double v = (i < 1000 ? i * 0.01 : 10 - (i - 1000) * 0.02) + noise(rng);
+    in.push_back({"d", "m", kT0 + i * 1'000'000'000LL, v});
+    f.Apply(in.back(), out);
+  }
+  out.push_back(in.back());  // the held point, as max-silence or the next reading would send
+  EXPECT_LT(out.size(), in.size() / 5);
+  // Linear interpolation between sent points stays within the deviation of every reading.
+  size_t j = 0;
+  for (const auto& r : in) {
+    while (j + 1 < out.size() && out[j + 1].ts_ns < r.ts_ns) ++j;
+    if (j + 1 >= out.size()) break;
+    const auto& a = out[j];
+    const auto& b = out[j + 1];
+    double t = static_cast<double>(r.ts_ns - a.ts_ns) / static_cast<double>(b.ts_ns - a.ts_ns);
+    double est = a.value + t * (b.value - a.value);
+    EXPECT_LE(std::fabs(est - r.value), 0.5 + 1e-9) << "at " << r.ts_ns;
+  }
+}
+
+TEST(Pipeline, JournalToBatchesToSeriesExactlyOnceAcrossRestarts) {
+  Dir dir;
+  FakeClock clock;
+  PipelineOptions opt;
+  opt.batch_max_readings = 7;
+  std::vector<Reading> all;
+  {
+    auto buf = UplinkBuffer::Open(dir / "b.db", {}, clock);
+    auto series = SeriesStore::Open(dir / "s.db");
+    ASSERT_TRUE(buf.ok() && series.ok());
+    Pipeline p(**buf, series->get(), clock, opt);
+    for (int i = 0; i < 5; ++i) {
+      auto r = Make("dev" + std::to_string(i), 4, kT0 + i * 100'000'000'000LL);
+      all.insert(all.end(), r.begin(), r.end());
+      ASSERT_TRUE((*buf)->Append(r).ok());
+    }
+    ASSERT_TRUE(p.Step(false).ok());  // 20 readings: two batches of 7 close, 6 stay open
+    EXPECT_EQ((*buf)->stats().batches, 2u);
+    // A "crash" here: the open batch was never committed.
+  }
+  auto buf = UplinkBuffer::Open(dir / "b.db", {}, clock);
+  auto series = SeriesStore::Open(dir / "s.db");
+  ASSERT_TRUE(buf.ok() && series.ok());
+  Pipeline p(**buf, series->get(), clock, opt);
+  ASSERT_TRUE(p.Step(true).ok());
+  auto batches = (*buf)->Pending({}, 100);
+  ASSERT_TRUE(batches.ok());
+  std::multiset<std::pair<std::string, int64_t>> sent, want;
+  for (const auto& b : *batches)
+    for (const auto& r : DecodeBatch(b)) sent.insert({r.device + "/" + r.metric, r.ts_ns});
+  for (const auto& r : all) want.insert({r.device + "/" + r.metric, r.ts_ns});
+  EXPECT_EQ(sent, want);
+  EXPECT_EQ((*buf)->stats().journal_entries, 0u);
+  SeriesQuery q;
+  q.device = "dev3";
+  auto pts = (*series)->Query(q);
+  ASSERT_TRUE(pts.ok());
+  EXPECT_EQ(pts->size(), 4u);
+}
+
+TEST(Pipeline, ClosesBatchesOnAge) {
+  Dir dir;
+  FakeClock clock;
+  auto buf = UplinkBuffer::Open(dir / "b.db", {}, clock);
+  ASSERT_TRUE(buf.ok());
+  PipelineOptions opt;
+  opt.batch_max_age = Millis(1000);
+  Pipeline p(**buf, nullptr, clock, opt);
+  ASSERT_TRUE((*buf)->Append(Make("d", 3)).ok());
+  ASSERT_TRUE(p.Step(false).ok());
+  EXPECT_EQ((*buf)->stats().batches, 0u);
+  clock.Advance(Millis(1000));
+  ASSERT_TRUE(p.Step(false).ok());
+  EXPECT_EQ((*buf)->stats().batches, 1u);
+  EXPECT_EQ((*buf)->stats().batch_readings, 3u);
+}
+
+TEST(Series, QueryAggregatesAndIsIdempotent) {
+  Dir dir;
+  auto s = SeriesStore::Open(dir / "s.db");
+  ASSERT_TRUE(s.ok());
+  std::vector<Reading> r;
+  for (int i = 0; i < 10; ++i) r.push_back({"d", "m", kT0 + i * 1'000'000'000LL, 1.0 * i});
+  ASSERT_TRUE((*s)->Insert(r).ok());
+  ASSERT_TRUE((*s)->Insert(r).ok());
+  SeriesQuery q;
+  q.device = "d";
+  q.metric = "m";
+  auto all = (*s)->Query(q);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 10u);
+  q.step_ns = 5'000'000'000;
+  q.agg = Agg::kAvg;
+  auto agg = (*s)->Query(q);
+  ASSERT_TRUE(agg.ok());
+  ASSERT_EQ(agg->size(), 2u);
+  EXPECT_DOUBLE_EQ((*agg)[0].value, 2.0);
+  EXPECT_DOUBLE_EQ((*agg)[1].value, 7.0);
+  EXPECT_TRUE((*s)->Contains(r[3]));
+  EXPECT_FALSE((*s)->Contains({"d", "m", kT0 + 1, 0}));
+  auto pruned = (*s)->Prune(kT0 + 5'000'000'000LL);
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(*pruned, 5u);
+}
+
+TEST(Ingestor, AcceptsCleansAndJournals) {
+  Dir dir;
+  FakeClock clock;
+  auto buf = UplinkBuffer::Open(dir / "b.db", {}, clock);
+  ASSERT_TRUE(buf.ok());
+  int appended = 0;
+  Ingestor ing(**buf, nullptr, clock, [&] { ++appended; });
+  DeviceSchema schema;
+  schema.device = "d1";
+  MetricSpec m;
+  m.name = "temp";
+  m.max = 100;
+  schema.metrics.push_back(m);
+  ASSERT_TRUE(ing.SetSchemas({schema}).ok());
+  auto rep = ing.IngestPayload(
+      "d1", R"([{"value": 5, "metric": "temp"}, {"value": 500, "metric": "temp"}])",
+      Framing::kJson);
+  ASSERT_TRUE(rep.ok()) << rep.status().message();
+  EXPECT_EQ(rep->accepted, 1u);
+  ASSERT_EQ(rep->rejected.size(), 1u);
+  EXPECT_EQ(rep->rejected[0].reason, RejectReason::kOutOfRange);
+  EXPECT_EQ(appended, 1);
+  EXPECT_EQ((*buf)->stats().journal_entries, 1u);
+  EXPECT_FALSE(ing.IngestPayload("d1", "{not json", Framing::kJson).ok());
+  auto unknown = ing.IngestPayload("nobody", R"({"value": 1})", Framing::kJson);
+  ASSERT_TRUE(unknown.ok());
+  EXPECT_EQ(unknown->accepted, 0u);
+}
+
+}  // namespace
+}  // namespace verge::data
