@@ -16,6 +16,7 @@
 #include <deque>
 #include <thread>
 
+#include "common/beast_http.h"
 #include "common/https_client.h"
 #include "common/pki.h"
 #include "common/tls_socket.h"
@@ -77,33 +78,6 @@ class Deadline {
   asio::steady_timer timer_;
   std::shared_ptr<State> state_;
 };
-
-http::Request ToRequest(const bhttp::request<bhttp::string_body>& r, const std::string& ip) {
-  http::Request req;
-  req.method = std::string(r.method_string());
-  req.target = std::string(r.target());
-  for (const auto& f : r) {
-    std::string name(f.name_string());
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    req.headers[name] = std::string(f.value());
-  }
-  req.body = r.body();
-  req.remote_address = ip;
-  http::ParseTarget(req);
-  return req;
-}
-
-bhttp::response<bhttp::string_body> ToBeast(const http::Response& r, unsigned version,
-                                            bool keep_alive) {
-  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
-  res.set(bhttp::field::server, "verge-cloud/" VERGE_VERSION);
-  res.set(bhttp::field::content_type, r.content_type);
-  res.set(bhttp::field::cache_control, "no-store");
-  res.keep_alive(keep_alive);
-  res.body() = r.body;
-  res.prepare_payload();
-  return res;
-}
 
 // One node stream. Reads run as a coroutine; writes are queued and chained with callbacks,
 // all on the connection's strand, since Beast allows one read and one write at a time.
@@ -243,7 +217,7 @@ struct NetServer::Impl {
       if (rec == bhttp::error::body_limit) {
         http::Response r = http::ErrorResponse(Error(
             Code::kResourceExhausted, "request body larger than {} bytes", options.max_body_bytes));
-        auto res = ToBeast(r, 11, false);
+        auto res = http::ToBeast(r, 11, false, "verge-cloud/" VERGE_VERSION);
         co_await bhttp::async_write(stream, res, kTuple);
         break;
       }
@@ -254,8 +228,8 @@ struct NetServer::Impl {
         co_await Upgrade(std::move(stream), std::move(req), ip);
         co_return;
       }
-      http::Response r = b.config.handler(ToRequest(req, ip));
-      auto res = ToBeast(r, req.version(), req.keep_alive());
+      http::Response r = b.config.handler(http::FromBeast(req, ip));
+      auto res = http::ToBeast(r, req.version(), req.keep_alive(), "verge-cloud/" VERGE_VERSION);
       deadline.Arm(stream, std::chrono::seconds(30));
       auto [wec, wn] = co_await bhttp::async_write(stream, res, kTuple);
       if (wec || !req.keep_alive()) break;
@@ -270,7 +244,8 @@ struct NetServer::Impl {
                                const Status& st) {
     Deadline deadline(stream.get_executor());
     deadline.Arm(stream, std::chrono::seconds(5));
-    auto res = ToBeast(http::ErrorResponse(st), req.version(), false);
+    auto res =
+        http::ToBeast(http::ErrorResponse(st), req.version(), false, "verge-cloud/" VERGE_VERSION);
     co_await bhttp::async_write(stream, res, kTuple);
     co_await stream.async_shutdown(kTuple);
     deadline.Cancel();

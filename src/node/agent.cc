@@ -1,12 +1,15 @@
 #include "node/agent.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "common/bootstrap_token.h"
+#include "common/fs.h"
 
 namespace verge::node {
 
@@ -44,6 +47,26 @@ Status Agent::Start() {
   } else {
     return id.status();
   }
+  DataPlaneOptions dp;
+  dp.dir = config_.data_dir + "/data";
+  dp.http_listen = config_.http_listen;
+  dp.buffer.max_bytes = static_cast<uint64_t>(config_.buffer_max_mb) << 20;
+  dp.buffer.ttl = config_.buffer_ttl;
+  dp.buffer.sync_full = config_.durability == "power";
+  dp.retention = config_.retention;
+  dp.pipeline.batch_max_age = config_.batch_max_age;
+  dp.pipeline.batch_max_readings = static_cast<size_t>(config_.batch_max_readings);
+  data_ = std::make_unique<DataPlane>(dp, clock_, [this](v1::Envelope env) {
+    if (LinkClient* l = link_ptr_.load()) l->Send(std::move(env));
+  });
+  if (auto st = data_->Start(); !st.ok()) {
+    data_.reset();
+    return st;
+  }
+  // Where the local API really listens (port 0 picks one): for scripts and tests.
+  nlohmann::json listen = {{"http", data_->http_address()}, {"pid", getpid()}};
+  VERGE_RETURN_IF_ERROR(
+      WriteFileAtomic(config_.data_dir + "/listen.json", listen.dump() + "\n", 0644));
   usage_.Sample();  // prime the CPU counters
   thread_ = std::thread([this] { RunJoinAndLink(); });
   return Status::Ok();
@@ -115,6 +138,9 @@ void Agent::RunJoinAndLink() {
               break;
           }
         });
+    link_->OnMessage([this](const v1::Envelope& env) { data_->OnMessage(env); });
+    link_->OnSession([this](bool up, const v1::HelloAck*) { data_->OnSession(up); });
+    link_ptr_ = link_.get();
     link_->Start();
   }
   auto guard = boost::asio::make_work_guard(*ioc_);
@@ -156,6 +182,7 @@ v1::Hello Agent::MakeHello() {
   info->set_os(OsName());
   info->set_arch(Arch());
   last_usage_sent_.reset();  // a new stream gets a fresh usage report
+  *h.mutable_resume() = data_->Resume();
   return h;
 }
 
@@ -187,6 +214,8 @@ void Agent::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  link_ptr_ = nullptr;
+  if (data_) data_->Stop();
 }
 
 std::optional<LinkStats> Agent::link_stats() const {

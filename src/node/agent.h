@@ -16,6 +16,7 @@
 #include "common/fs.h"
 #include "common/sysinfo.h"
 #include "node/config.h"
+#include "node/data_plane.h"
 #include "node/identity.h"
 #include "node/link.h"
 
@@ -33,6 +34,7 @@ class Agent {
   void Stop();
 
   std::optional<LinkStats> link_stats() const;
+  DataPlane* data_plane() { return data_.get(); }
   // The fatal error, if any.
   Status fatal() const;
 
@@ -48,8 +50,11 @@ class Agent {
   std::optional<DirLock> lock_;
   std::optional<NodeIdentity> identity_;
 
+  std::unique_ptr<DataPlane> data_;
   std::unique_ptr<boost::asio::io_context> ioc_;
   std::unique_ptr<LinkClient> link_;
+  // The data plane sends from its own threads; the link appears only after the join.
+  std::atomic<LinkClient*> link_ptr_{nullptr};
   std::thread thread_;
   UsageSampler usage_;
   std::optional<v1::Resources> last_usage_sent_;

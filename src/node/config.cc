@@ -23,7 +23,22 @@ const ConfigSchema<NodeConfig>& NodeConfigSchema() {
         .Dur("reconnectInitial", "First reconnect delay; doubles per failure, with jitter.",
              &NodeConfig::reconnect_initial)
         .Dur("reconnectMax", "Longest reconnect delay.", &NodeConfig::reconnect_max)
-        .Str("logLevel", "trace, debug, info, warn or error.", &NodeConfig::log_level);
+        .Str("logLevel", "trace, debug, info, warn or error.", &NodeConfig::log_level)
+        .Str("httpListen", "HOST:PORT of the local API devices post readings to.",
+             &NodeConfig::http_listen)
+        .Int("bufferMaxMb", "Bound on readings waiting for the cloud (compressed MB).",
+             &NodeConfig::buffer_max_mb, 1, 1 << 20)
+        .Dur("bufferTtl", "Readings not delivered within this are dropped (and counted).",
+             &NodeConfig::buffer_ttl)
+        .Dur("retention", "How long the local time-series keeps readings.", &NodeConfig::retention)
+        .Dur("batchMaxAge", "An uplink batch closes at the latest this long after it opened.",
+             &NodeConfig::batch_max_age)
+        .Int("batchMaxReadings", "An uplink batch closes at this many readings.",
+             &NodeConfig::batch_max_readings, 1, 1'000'000)
+        .Str("durability",
+             "process: an accepted reading survives a crash of verge-node; power: also a power "
+             "loss (fsync on every commit, slower).",
+             &NodeConfig::durability);
     return s;
   }();
   return *schema;
@@ -62,6 +77,13 @@ Status ValidateNodeConfig(const NodeConfig& c) {
   if (c.reconnect_initial.count() <= 0) errors.push_back("reconnectInitial must be positive");
   if (c.reconnect_max < c.reconnect_initial)
     errors.push_back("reconnectMax must be >= reconnectInitial");
+  if (auto hp = http::SplitHostPort(c.http_listen); !hp.ok())
+    errors.push_back("httpListen: " + hp.status().message());
+  if (c.durability != "process" && c.durability != "power")
+    errors.push_back("durability must be process or power");
+  if (c.batch_max_age.count() <= 0) errors.push_back("batchMaxAge must be positive");
+  if (c.retention.count() <= 0) errors.push_back("retention must be positive");
+  if (c.buffer_ttl.count() <= 0) errors.push_back("bufferTtl must be positive");
   if (!IsLogLevel(c.log_level)) {
     errors.push_back("logLevel must be one of trace, debug, info, warn, error");
   }

@@ -24,6 +24,14 @@ struct NodeConfig {
   Millis reconnect_initial{500};
   Millis reconnect_max{30'000};
   std::string log_level = "info";
+  // Data path.
+  std::string http_listen = "127.0.0.1:7480";
+  int buffer_max_mb = 512;
+  Millis buffer_ttl{7 * 24 * 3600 * 1000LL};
+  Millis retention{24 * 3600 * 1000LL};
+  Millis batch_max_age{1000};
+  int batch_max_readings = 10'000;
+  std::string durability = "process";  // process | power
 };
 
 const ConfigSchema<NodeConfig>& NodeConfigSchema();

@@ -15,6 +15,7 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
+#include <deque>
 #include <mutex>
 #include <random>
 
@@ -58,9 +59,12 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
   std::shared_ptr<SslContext> ssl;
   std::mt19937_64 rng{std::random_device{}()};
   asio::steady_timer backoff_timer{ex};
-  // The heartbeat timer of the connected session: Stop() cancels it, and the heartbeat loop,
-  // the session's only writer, then says Goodbye and closes the WebSocket cleanly.
-  asio::steady_timer* heartbeat_timer = nullptr;
+  // The writer's wake-up timer in the connected session: Stop() and Send() cancel it. The
+  // write loop is the session's only writer: on Stop it says Goodbye and closes cleanly.
+  asio::steady_timer* wake_timer = nullptr;
+  std::deque<std::string> outbox;  // frames for the current session
+  MessageFn message_fn;
+  SessionFn session_fn;
   WsStream* current = nullptr;  // the live stream, for Stop() to cut while connecting
   bool steady = false;          // past HelloAck: Stop() ends the session gracefully
   bool stopped = false;
@@ -207,8 +211,13 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
              fmt::format("protocol v{}", ack.hello_ack().protocol_version()));
     if (stopped) co_return "stopped";
     steady = true;
-    auto ended = co_await (ReadLoop(ws, buf) || HeartbeatLoop(ws));
+    if (session_fn) session_fn(true, &ack.hello_ack());
+    auto ended = co_await (ReadLoop(ws, buf) || WriteLoop(ws));
     steady = false;
+    uint64_t dropped = outbox.size();
+    outbox.clear();
+    Stat([&](LinkStats& s) { s.frames_dropped += dropped; });
+    if (session_fn) session_fn(false, nullptr);
     if (stopped) co_return "stopped";
     co_return std::visit([](auto& s) { return std::string(s); }, ended);
   }
@@ -238,7 +247,12 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
         case v1::Envelope::kAck:
           OnAck(env);
           break;
+        case v1::Envelope::kDesiredState:
+        case v1::Envelope::kUplinkAck:
+          if (message_fn) message_fn(env);
+          break;
         default:
+          // A newer cloud's message kind: ignored, as the compatibility rule says.
           Stat([](LinkStats& s) { ++s.unknown_messages; });
           break;
       }
@@ -269,16 +283,16 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
         .count();
   }
 
-  asio::awaitable<std::string> HeartbeatLoop(WsStream& ws) {
+  asio::awaitable<std::string> WriteLoop(WsStream& ws) {
     asio::steady_timer timer(ex);
-    heartbeat_timer = &timer;
+    wake_timer = &timer;
     struct Reset {
       asio::steady_timer*& t;
       ~Reset() { t = nullptr; }
-    } reset{heartbeat_timer};
-    for (uint64_t seq = 1;; ++seq) {
-      timer.expires_after(opt.heartbeat);
-      auto [tec] = co_await timer.async_wait(kTuple);
+    } reset{wake_timer};
+    auto next_heartbeat = std::chrono::steady_clock::now() + opt.heartbeat;
+    uint64_t seq = 1;
+    for (;;) {
       if (stopped) {
         // Deliberate: say so, so the cloud records a clean disconnect. The read loop is still
         // pending and completes when the close handshake does.
@@ -289,27 +303,45 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
         if (!bec) co_await ws.async_close(websocket::close_code::going_away, kTuple);
         co_return "stopped";
       }
-      if (tec) co_return "stopped";
-      v1::Envelope env;
-      auto* hb = env.mutable_heartbeat();
-      hb->set_seq(seq);
-      hb->set_node_time_ms(WallNow());
-      if (usage_fn) {
-        if (auto used = usage_fn()) *hb->mutable_used() = *used;
+      if (!outbox.empty()) {
+        std::string frame = std::move(outbox.front());
+        outbox.pop_front();
+        auto [wec, n] = co_await ws.async_write(asio::buffer(frame), kTuple);
+        if (wec) co_return "link lost: " + wec.message();
+        Stat([](LinkStats& s) { ++s.frames_sent; });
+        continue;
       }
-      // One measured round trip per connection (and then every 64th) is enough to track
-      // latency and skew; acks on every heartbeat would double an idle link's traffic.
-      bool want_ack = seq == 1 || seq % 64 == 0;
-      hb->set_want_ack(want_ack);
-      std::string bytes = Encode(env);
-      if (want_ack) {
-        pending_acks.clear();
-        pending_acks[env.id()] = SteadyNow();
+      if (std::chrono::steady_clock::now() >= next_heartbeat) {
+        next_heartbeat = std::chrono::steady_clock::now() + opt.heartbeat;
+        std::string bytes = HeartbeatFrame(seq++);
+        auto [wec, n] = co_await ws.async_write(asio::buffer(bytes), kTuple);
+        if (wec) co_return "link lost: " + wec.message();
+        Stat([](LinkStats& s) { ++s.heartbeats_sent; });
+        continue;
       }
-      auto [wec, n] = co_await ws.async_write(asio::buffer(bytes), kTuple);
-      if (wec) co_return "link lost: " + wec.message();
-      Stat([](LinkStats& s) { ++s.heartbeats_sent; });
+      timer.expires_at(next_heartbeat);
+      co_await timer.async_wait(kTuple);  // cancelled by Send and Stop
     }
+  }
+
+  std::string HeartbeatFrame(uint64_t seq) {
+    v1::Envelope env;
+    auto* hb = env.mutable_heartbeat();
+    hb->set_seq(seq);
+    hb->set_node_time_ms(WallNow());
+    if (usage_fn) {
+      if (auto used = usage_fn()) *hb->mutable_used() = *used;
+    }
+    // One measured round trip per connection (and then every 64th) is enough to track
+    // latency and skew; acks on every heartbeat would double an idle link's traffic.
+    bool want_ack = seq == 1 || seq % 64 == 0;
+    hb->set_want_ack(want_ack);
+    std::string bytes = Encode(env);
+    if (want_ack) {
+      pending_acks.clear();
+      pending_acks[env.id()] = SteadyNow();
+    }
+    return bytes;
   }
 };
 
@@ -348,13 +380,27 @@ void LinkClient::Stop() {
     if (impl->stopped) return;
     impl->stopped = true;
     impl->backoff_timer.cancel();
-    if (impl->steady && impl->heartbeat_timer) {
-      impl->heartbeat_timer->cancel();
+    if (impl->steady && impl->wake_timer) {
+      impl->wake_timer->cancel();
     } else if (impl->current) {
       boost::system::error_code ec;
       beast::get_lowest_layer(*impl->current).socket().shutdown(tcp::socket::shutdown_both, ec);
       beast::get_lowest_layer(*impl->current).close();
     }
+  });
+}
+
+void LinkClient::OnMessage(MessageFn fn) { impl_->message_fn = std::move(fn); }
+void LinkClient::OnSession(SessionFn fn) { impl_->session_fn = std::move(fn); }
+
+void LinkClient::Send(v1::Envelope env) {
+  asio::post(impl_->ex, [impl = impl_, env = std::move(env)]() mutable {
+    if (!impl->steady || impl->stopped) {
+      impl->Stat([](LinkStats& s) { ++s.frames_dropped; });
+      return;
+    }
+    impl->outbox.push_back(impl->Encode(env));
+    if (impl->wake_timer) impl->wake_timer->cancel();
   });
 }
 

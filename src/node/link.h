@@ -40,6 +40,8 @@ struct LinkStats {
   uint64_t failures = 0;  // attempts or streams that ended in error
   uint64_t consecutive_failures = 0;
   uint64_t heartbeats_sent = 0;
+  uint64_t frames_sent = 0;     // other than heartbeats
+  uint64_t frames_dropped = 0;  // queued while no stream was up
   uint64_t unknown_messages = 0;
   int64_t rtt_ms = -1;        // last measured round trip
   int64_t clock_skew_ms = 0;  // cloud time minus node time, from the last Ack
@@ -51,6 +53,11 @@ class LinkClient {
   using HelloFn = std::function<v1::Hello()>;
   using UsageFn = std::function<std::optional<v1::Resources>()>;
   using StateFn = std::function<void(LinkState, const std::string& detail)>;
+  // Messages beyond the link's own (Hello, heartbeats, acks, goodbye): desired state, uplink
+  // acks, ... Called on the link's executor; must not block.
+  using MessageFn = std::function<void(const v1::Envelope&)>;
+  // A stream reached HelloAck (true) or ended (false). Called on the link's executor.
+  using SessionFn = std::function<void(bool up, const v1::HelloAck* ack)>;
 
   LinkClient(boost::asio::any_io_executor ex, LinkOptions options, HelloFn hello, UsageFn usage,
              StateFn on_state);
@@ -58,9 +65,17 @@ class LinkClient {
   LinkClient(const LinkClient&) = delete;
   LinkClient& operator=(const LinkClient&) = delete;
 
+  // REQUIRES: before Start.
+  void OnMessage(MessageFn fn);
+  void OnSession(SessionFn fn);
+
   void Start();
   void Stop();
   LinkStats stats() const;
+
+  // Queues an envelope on the current stream. Thread-safe. A stream that ends drops what it
+  // had not written: senders resend what matters (the uplink does, after its session ends).
+  void Send(v1::Envelope env);
 
   struct Impl;
 

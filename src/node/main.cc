@@ -14,7 +14,8 @@ int main(int argc, char** argv) {
   using namespace verge;
   using namespace verge::node;
   CLI::App app{"verge-node: the Verge edge agent", "verge-node"};
-  std::string config_file, data_dir, cloud, token, name, region, labels, type, heartbeat, log_level;
+  std::string config_file, data_dir, cloud, token, name, region, labels, type, heartbeat, log_level,
+      http_listen;
   std::vector<std::string> caps;
   bool print_default = false, version = false;
   app.add_option("--config", config_file, "YAML settings file (flags override it)");
@@ -28,6 +29,8 @@ int main(int argc, char** argv) {
   app.add_option("--capability", caps, "Extra capability to report (gpu, npu, fpga)");
   app.add_option("--heartbeat", heartbeat, "Heartbeat interval (e.g. 15s)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  app.add_option("--http-listen", http_listen,
+                 "HOST:PORT of the local API for devices (default 127.0.0.1:7480)");
   app.add_flag("--print-default-config", print_default, "Print the default settings and exit");
   app.add_flag("--version", version, "Print the version and exit");
   CLI11_PARSE(app, argc, argv);
@@ -58,6 +61,7 @@ int main(int argc, char** argv) {
   if (!region.empty()) cfg.region = region;
   if (!type.empty()) cfg.type = type;
   if (!log_level.empty()) cfg.log_level = log_level;
+  if (!http_listen.empty()) cfg.http_listen = http_listen;
   for (auto& c : caps) cfg.capabilities.push_back(c);
   if (!labels.empty()) {
     auto l = ParseLabelList(labels);

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -201,6 +202,9 @@ std::unique_ptr<Process> StartNode(const TempDir& tmp, const std::string& cloud_
   if (!o.region.empty()) argv.insert(argv.end(), {"--region", o.region});
   if (!o.labels.empty()) argv.insert(argv.end(), {"--labels", o.labels});
   argv.insert(argv.end(), o.extra.begin(), o.extra.end());
+  // Several nodes share the machine: each takes a free port for its local API (listen.json).
+  if (std::find(o.extra.begin(), o.extra.end(), "--http-listen") == o.extra.end())
+    argv.insert(argv.end(), {"--http-listen", "127.0.0.1:0"});
   return std::make_unique<Process>(argv, tmp / (o.name + ".log"));
 }
 

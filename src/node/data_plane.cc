@@ -1,0 +1,301 @@
+#include "node/data_plane.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "common/fs.h"
+#include "common/pki.h"
+
+namespace verge::node {
+
+namespace {
+
+constexpr const char* kDesiredFile = "desired.pb";
+constexpr const char* kLocalTokenFile = "local.token";
+
+data::MetricType TypeOf(const std::string& t) {
+  if (t == "int") return data::MetricType::kInt;
+  if (t == "bool") return data::MetricType::kBool;
+  return data::MetricType::kFloat;
+}
+
+Result<modbus::ModbusDevice> ModbusOf(const v1::Device& d) {
+  const auto& m = d.modbus();
+  modbus::ModbusDevice md;
+  md.name = d.name();
+  md.host = m.host();
+  md.port = m.port() ? static_cast<int>(m.port()) : 502;
+  md.unit_id = static_cast<int>(m.unit_id());
+  if (m.timeout_ms()) md.timeout = Millis(m.timeout_ms());
+  for (const auto& r : m.registers()) {
+    modbus::RegisterSpec spec;
+    spec.metric = r.metric();
+    spec.address = static_cast<int>(r.address());
+    VERGE_ASSIGN_OR_RETURN(spec.kind, modbus::ParseKind(r.kind().empty() ? "holding" : r.kind()));
+    VERGE_ASSIGN_OR_RETURN(spec.type, modbus::ParseType(r.type().empty() ? "uint16" : r.type()));
+    VERGE_ASSIGN_OR_RETURN(spec.byte_order,
+                           modbus::ParseOrder(r.byte_order().empty() ? "big" : r.byte_order()));
+    VERGE_ASSIGN_OR_RETURN(spec.word_order,
+                           modbus::ParseOrder(r.word_order().empty() ? "big" : r.word_order()));
+    spec.scale = r.scale() == 0 ? 1 : r.scale();
+    spec.offset = r.offset();
+    if (r.interval_ms()) spec.interval = Millis(r.interval_ms());
+    md.registers.push_back(std::move(spec));
+  }
+  return md;
+}
+
+}  // namespace
+
+DataPlane::DataPlane(DataPlaneOptions options, const Clock& clock, SendFn send)
+    : options_(std::move(options)), clock_(clock), send_(std::move(send)) {}
+
+DataPlane::~DataPlane() { Stop(); }
+
+Status DataPlane::Start() {
+  VERGE_RETURN_IF_ERROR(MakeDirs(options_.dir));
+  VERGE_ASSIGN_OR_RETURN(series_, data::SeriesStore::Open(options_.dir + "/series.db"));
+  VERGE_ASSIGN_OR_RETURN(
+      buffer_, data::UplinkBuffer::Open(options_.dir + "/buffer.db", options_.buffer, clock_));
+  pipeline_ = std::make_unique<data::Pipeline>(*buffer_, series_.get(), clock_, options_.pipeline);
+  ingestor_ = std::make_unique<data::Ingestor>(*buffer_, series_.get(), clock_,
+                                               [this] { pipeline_->Notify(); });
+  uplink_ = std::make_unique<data::UplinkSender>(*buffer_, send_, options_.uplink);
+  pipeline_->OnBatches([this] { uplink_->Notify(); });
+  modbus_ = std::make_unique<modbus::ModbusPoller>(clock_, [this](std::vector<data::Reading> r) {
+    if (auto st = ingestor_->IngestReadings(std::move(r)); !st.ok())
+      spdlog::warn("modbus readings not stored: {}", st.status().message());
+  });
+
+  // The persisted desired state, so that devices work before (or without) the cloud.
+  std::string desired_path = options_.dir + "/" + kDesiredFile;
+  if (std::filesystem::exists(desired_path)) {
+    VERGE_ASSIGN_OR_RETURN(auto bytes, ReadFile(desired_path));
+    v1::DesiredState d;
+    if (!d.ParseFromString(bytes))
+      return Error(Code::kDataLoss, "{} is damaged; delete it and the cloud will send it again",
+                   desired_path);
+    std::lock_guard lock(state_mu_);
+    Status st = Apply(d);
+    if (!st.ok()) spdlog::warn("desired state v{}: {}", d.version(), st.message());
+    state_error_ = st.ok() ? "" : st.message();
+    applied_version_ = d.version();
+  }
+
+  std::string token_path = options_.dir + "/" + kLocalTokenFile;
+  std::string local_token;
+  if (auto t = ReadFile(token_path); t.ok() && !t->empty()) {
+    local_token = *t;
+    while (!local_token.empty() && std::isspace(static_cast<unsigned char>(local_token.back())))
+      local_token.pop_back();
+  } else {
+    local_token = "vloc_" + pki::RandomToken(32);
+    VERGE_RETURN_IF_ERROR(WriteFileAtomic(token_path, local_token + "\n", 0600));
+  }
+  api_ = std::make_unique<LocalApi>(*ingestor_, *series_, devices_, local_token, clock_,
+                                    [this] { return StatsJson(); });
+  http::HttpServer::Options ho;
+  ho.max_body_bytes = options_.max_body_bytes;
+  ho.server_name = "verge-node/" VERGE_VERSION;
+  http_ = std::make_unique<http::HttpServer>(
+      ho, [this](const http::Request& r) { return api_->Handle(r); });
+  VERGE_ASSIGN_OR_RETURN(http_address_, http_->Listen(options_.http_listen));
+
+  pipeline_->Start();
+  uplink_->Start();
+  http_->Start();
+  maint_ = std::thread([this] { Maintain(); });
+  started_ = true;
+  spdlog::info("local API on http://{} (POST /data, GET /query)", http_address_);
+  return Status::Ok();
+}
+
+void DataPlane::Stop() {
+  if (!started_) return;
+  started_ = false;
+  {
+    std::lock_guard lock(maint_mu_);
+    stopping_ = true;
+  }
+  maint_cv_.notify_all();
+  if (maint_.joinable()) maint_.join();
+  // Reverse order: stop taking data, then let the pipeline close its open batch.
+  http_->Stop();
+  modbus_->Stop();
+  uplink_->Stop();
+  pipeline_->Stop();
+}
+
+void DataPlane::Maintain() {
+  std::unique_lock lock(maint_mu_);
+  while (!stopping_) {
+    lock.unlock();
+    int64_t cutoff = (clock_.WallMs() - options_.retention.count()) * 1'000'000;
+    if (auto n = series_->Prune(cutoff); !n.ok())
+      spdlog::warn("local series retention: {}", n.status().message());
+    lock.lock();
+    maint_cv_.wait_for(lock, std::chrono::minutes(5), [&] { return stopping_; });
+  }
+}
+
+Status DataPlane::Apply(const v1::DesiredState& desired) {
+  std::vector<std::string> errors;
+  std::map<std::string, std::string> tokens;
+  std::vector<data::DeviceSchema> schemas;
+  std::vector<std::pair<std::pair<std::string, std::string>, data::FilterSpec>> filters;
+  std::vector<modbus::ModbusDevice> modbus_devices;
+  for (const auto& d : desired.devices()) {
+    if (!d.token_sha256().empty()) tokens[d.token_sha256()] = d.name();
+    data::DeviceSchema schema;
+    schema.device = d.name();
+    schema.allow_undeclared = d.allow_undeclared() || d.metrics().empty();
+    for (const auto& m : d.metrics()) {
+      data::MetricSpec spec;
+      spec.name = m.name();
+      spec.type = TypeOf(m.type());
+      if (m.has_min()) spec.min = m.min();
+      if (m.has_max()) spec.max = m.max();
+      spec.unit = m.unit();
+      schema.metrics.push_back(spec);
+      const auto& u = m.uplink();
+      data::FilterSpec f;
+      f.deadband_abs = u.deadband_abs();
+      f.deadband_pct = u.deadband_pct();
+      f.sample_every = u.sample_every();
+      f.max_silence_ns = static_cast<int64_t>(u.max_silence_ms()) * 1'000'000;
+      f.swinging_door = u.swinging_door();
+      f.min = spec.min;
+      f.max = spec.max;
+      bool any = f.deadband_abs > 0 || f.deadband_pct > 0 || f.sample_every > 1 ||
+                 f.max_silence_ns > 0 || f.swinging_door > 0;
+      if (!any) continue;
+      if (auto st = data::ValidateFilter(f); !st.ok()) {
+        errors.push_back(fmt::format("{}/{}: {}", d.name(), m.name(), st.message()));
+        continue;
+      }
+      filters.push_back({{d.name(), m.name()}, f});
+    }
+    schemas.push_back(std::move(schema));
+    if (d.has_modbus()) {
+      auto md = ModbusOf(d);
+      if (!md.ok()) {
+        errors.push_back(fmt::format("{}: modbus: {}", d.name(), md.status().message()));
+      } else {
+        modbus_devices.push_back(std::move(*md));
+      }
+    }
+  }
+  devices_.Set(std::move(tokens));
+  if (auto st = ingestor_->SetSchemas(std::move(schemas)); !st.ok())
+    errors.push_back(std::string(st.message()));
+  pipeline_->SetFilters(std::move(filters));
+  if (auto st = modbus_->SetDevices(std::move(modbus_devices)); !st.ok())
+    errors.push_back("modbus: " + std::string(st.message()));
+  if (errors.empty()) return Status::Ok();
+  std::string msg;
+  for (const auto& e : errors) msg += (msg.empty() ? "" : "; ") + e;
+  return Error(Code::kInvalidArgument, "{}", msg);
+}
+
+void DataPlane::OnSession(bool up) { uplink_->OnSession(up); }
+
+void DataPlane::OnMessage(const v1::Envelope& env) {
+  if (env.has_uplink_ack()) {
+    uplink_->OnAck(env.uplink_ack());
+    return;
+  }
+  if (!env.has_desired_state()) return;
+  const auto& d = env.desired_state();
+  v1::Envelope report;
+  auto* r = report.mutable_state_report();
+  {
+    std::lock_guard lock(state_mu_);
+    Status st = WriteFileAtomic(options_.dir + "/" + kDesiredFile, d.SerializeAsString(), 0600);
+    if (st.ok()) {
+      st = Apply(d);
+      // Applied as far as it goes: the rest is reported, and the node runs what it could.
+      applied_version_ = d.version();
+      state_error_ = st.ok() ? "" : st.message();
+      if (!st.ok())
+        spdlog::warn("desired state v{}: {}", d.version(), st.message());
+      else
+        spdlog::info("desired state v{} applied: {} devices", d.version(), d.devices_size());
+    } else {
+      state_error_ = "cannot persist desired state: " + std::string(st.message());
+      spdlog::error("{}", state_error_);
+    }
+    r->set_applied_version(applied_version_);
+    r->set_error(state_error_);
+  }
+  send_(std::move(report));
+}
+
+v1::ResumeState DataPlane::Resume() const {
+  v1::ResumeState r;
+  r.set_desired_version(applied_version_);
+  if (buffer_) {
+    uint64_t low = buffer_->low_seq();
+    r.set_uplink_acked_seq(low > 0 ? low - 1 : 0);
+    r.set_uplink_next_seq(buffer_->next_seq());
+  }
+  return r;
+}
+
+std::string DataPlane::StatsJson() const {
+  nlohmann::json j;
+  auto ing = ingestor_->stats();
+  nlohmann::json rejected = nlohmann::json::object();
+  for (size_t i = 0; i < data::kNumRejectReasons; ++i) {
+    auto reason = static_cast<data::RejectReason>(i);
+    uint64_t n = ing.parse[reason] + ing.clean[reason];
+    if (n) rejected[std::string(data::ReasonName(reason))] = n;
+  }
+  j["ingest"] = {{"payloads", ing.payloads},
+                 {"malformed", ing.malformed},
+                 {"accepted", ing.clean.accepted},
+                 {"rejected", rejected},
+                 {"storeErrors", ing.store_errors}};
+  auto b = buffer_->stats();
+  nlohmann::json evicted = nlohmann::json::object();
+  for (size_t p = 0; p < data::kPriorities; ++p) {
+    const auto& c = b.by_priority[p];
+    if (!c.evicted_batches && !c.expired_batches) continue;
+    evicted[v1::Priority_Name(static_cast<v1::Priority>(p))] = {
+        {"evictedBatches", c.evicted_batches},
+        {"evictedReadings", c.evicted_readings},
+        {"expiredBatches", c.expired_batches},
+        {"expiredReadings", c.expired_readings}};
+  }
+  j["buffer"] = {{"journalEntries", b.journal_entries},
+                 {"batches", b.batches},
+                 {"bytes", b.batch_bytes},
+                 {"readings", b.batch_readings},
+                 {"ackedBatches", b.acked_batches},
+                 {"ackedReadings", b.acked_readings},
+                 {"dropped", evicted}};
+  auto p = pipeline_->stats();
+  j["pipeline"] = {{"processed", p.processed},
+                   {"passed", p.passed},
+                   {"suppressed", p.suppressed},
+                   {"batches", p.batches},
+                   {"bytesRaw", p.batch_bytes_raw},
+                   {"bytesCompressed", p.batch_bytes_compressed},
+                   {"errors", p.errors},
+                   {"lastError", p.last_error}};
+  auto u = uplink_->stats();
+  j["uplink"] = {{"connected", u.connected}, {"inFlight", u.in_flight}, {"sent", u.sent},
+                 {"acked", u.acked},         {"resent", u.resent},      {"errors", u.errors}};
+  nlohmann::json mb = nlohmann::json::object();
+  for (const auto& [name, s] : modbus_->Stats()) {
+    mb[name] = {{"polls", s.polls},         {"readings", s.readings},
+                {"errors", s.errors},       {"reconnects", s.reconnects},
+                {"connected", s.connected}, {"lastError", s.last_error}};
+  }
+  j["modbus"] = mb;
+  j["desiredState"] = {{"appliedVersion", applied_version_.load()}};
+  return j.dump();
+}
+
+}  // namespace verge::node

@@ -1,0 +1,93 @@
+// DataPlane: the node's data path, composed. It owns, in start order: the local time-series,
+// the uplink buffer (journal + batches), the ingestor, the pipeline, the uplink sender, the
+// Modbus poller and the local HTTP API; and it applies the devices of the desired state to
+// them. The desired state is persisted before it is applied, so a node restarted while offline
+// comes back with the same devices, and reports which version it applied.
+//
+// Thread-safety: Start/Stop from one thread. OnSession/OnMessage come from the link's thread.
+// Everything else is thread-safe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/duration.h"
+#include "common/http_server.h"
+#include "node/data/buffer.h"
+#include "node/data/ingestor.h"
+#include "node/data/pipeline.h"
+#include "node/data/series.h"
+#include "node/data/uplink.h"
+#include "node/local_api.h"
+#include "node/modbus/poller.h"
+#include "verge/v1/link.pb.h"
+
+namespace verge::node {
+
+struct DataPlaneOptions {
+  std::string dir;  // DATA/data
+  std::string http_listen = "127.0.0.1:7480";
+  data::BufferOptions buffer;
+  data::PipelineOptions pipeline;
+  data::UplinkOptions uplink;
+  Millis retention{24 * 3600 * 1000LL};
+  size_t max_body_bytes = 16 << 20;
+};
+
+class DataPlane {
+ public:
+  using SendFn = std::function<void(v1::Envelope)>;
+
+  DataPlane(DataPlaneOptions options, const Clock& clock, SendFn send);
+  ~DataPlane();
+  DataPlane(const DataPlane&) = delete;
+  DataPlane& operator=(const DataPlane&) = delete;
+
+  Status Start();
+  void Stop();
+
+  // Link hooks.
+  void OnSession(bool up);
+  void OnMessage(const v1::Envelope& env);
+  v1::ResumeState Resume() const;
+
+  std::string http_address() const { return http_address_; }
+  std::string StatsJson() const;
+
+ private:
+  Status Apply(const v1::DesiredState& desired);
+  void Maintain();
+
+  DataPlaneOptions options_;
+  const Clock& clock_;
+  SendFn send_;
+
+  std::unique_ptr<data::SeriesStore> series_;
+  std::unique_ptr<data::UplinkBuffer> buffer_;
+  std::unique_ptr<data::Pipeline> pipeline_;
+  std::unique_ptr<data::Ingestor> ingestor_;
+  std::unique_ptr<data::UplinkSender> uplink_;
+  std::unique_ptr<modbus::ModbusPoller> modbus_;
+  DeviceDirectory devices_;
+  std::unique_ptr<LocalApi> api_;
+  std::unique_ptr<http::HttpServer> http_;
+  std::string http_address_;
+
+  std::atomic<uint64_t> applied_version_{0};
+  std::mutex state_mu_;  // serialises persisting and applying desired state
+  std::string state_error_;
+
+  std::mutex maint_mu_;
+  std::condition_variable maint_cv_;
+  bool stopping_ = false;  // GUARDED_BY(maint_mu_)
+  std::thread maint_;
+  bool started_ = false;
+};
+
+}  // namespace verge::node

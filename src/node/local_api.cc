@@ -1,0 +1,229 @@
+#include "node/local_api.h"
+
+#include <charconv>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "common/duration.h"
+#include "common/pki.h"
+#include "node/data/payload.h"
+
+namespace verge::node {
+
+using json = nlohmann::json;
+
+void DeviceDirectory::Set(std::map<std::string, std::string> by_token_hash) {
+  std::map<std::string, bool> devices;
+  for (const auto& [h, d] : by_token_hash) devices[d] = true;
+  std::unique_lock lock(mu_);
+  by_hash_ = std::move(by_token_hash);
+  devices_ = std::move(devices);
+}
+
+std::optional<std::string> DeviceDirectory::DeviceForToken(std::string_view token) const {
+  std::string h = pki::Sha256Hex(token);
+  std::shared_lock lock(mu_);
+  auto it = by_hash_.find(h);
+  if (it == by_hash_.end()) return std::nullopt;
+  return it->second;
+}
+
+bool DeviceDirectory::Known(const std::string& device) const {
+  std::shared_lock lock(mu_);
+  return devices_.count(device) > 0;
+}
+
+std::string FormatTimeNs(int64_t ns) {
+  int64_t secs = ns / 1'000'000'000;
+  int64_t frac = ns % 1'000'000'000;
+  if (frac < 0) {
+    frac += 1'000'000'000;
+    --secs;
+  }
+  std::time_t t = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char base[32];
+  std::strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::string out = base;
+  if (frac != 0) {
+    char f[16];
+    if (frac % 1'000'000 == 0) {
+      std::snprintf(f, sizeof f, ".%03lld", static_cast<long long>(frac / 1'000'000));
+    } else if (frac % 1000 == 0) {
+      std::snprintf(f, sizeof f, ".%06lld", static_cast<long long>(frac / 1000));
+    } else {
+      std::snprintf(f, sizeof f, ".%09lld", static_cast<long long>(frac));
+    }
+    out += f;
+  }
+  return out + "Z";
+}
+
+Result<int64_t> ParseTimeArg(std::string_view s, int64_t now_ns) {
+  if (s.empty()) return Error(Code::kInvalidArgument, "empty time");
+  if (s.find('T') != std::string_view::npos || s.find('t') != std::string_view::npos ||
+      s.find(' ') != std::string_view::npos) {
+    return data::ParseRfc3339(s);
+  }
+  int64_t ms = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), ms);
+  if (ec == std::errc() && p == s.data() + s.size()) return ms * 1'000'000;
+  std::string_view d = s.front() == '-' ? s.substr(1) : s;
+  auto dur = ParseDuration(d);
+  if (!dur.ok())
+    return Error(Code::kInvalidArgument,
+                 "time '{}': use RFC 3339, epoch milliseconds or a duration ago like 1h", s);
+  return now_ns - dur->count() * 1'000'000;
+}
+
+LocalApi::LocalApi(data::IngestSink& sink, data::SeriesStore& series,
+                   const DeviceDirectory& devices, std::string local_token, const Clock& clock,
+                   StatsFn stats)
+    : sink_(sink),
+      series_(series),
+      devices_(devices),
+      local_token_(std::move(local_token)),
+      clock_(clock),
+      stats_(std::move(stats)) {}
+
+namespace {
+
+std::string Bearer(const http::Request& req) {
+  std::string auth = req.Header("authorization");
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (auth.size() > kPrefix.size() && auth.compare(0, kPrefix.size(), kPrefix) == 0)
+    return auth.substr(kPrefix.size());
+  return "";
+}
+
+http::Response Json(int status, const json& j) {
+  http::Response r;
+  r.status = status;
+  r.body = j.dump();
+  return r;
+}
+
+}  // namespace
+
+http::Response LocalApi::Handle(const http::Request& req) {
+  if (req.path == "/data") {
+    if (req.method != "POST")
+      return http::ErrorResponse(Error(Code::kInvalidArgument, "use POST /data"));
+    return PostData(req);
+  }
+  if (req.path == "/query") {
+    if (req.method != "GET")
+      return http::ErrorResponse(Error(Code::kInvalidArgument, "use GET /query"));
+    return Query(req);
+  }
+  if (req.path == "/healthz") return Json(200, {{"status", "ok"}});
+  if (req.path == "/stats") {
+    if (local_token_.empty() || Bearer(req) != local_token_)
+      return http::ErrorResponse(
+          Error(Code::kUnauthenticated, "the node's local token is required"));
+    http::Response r;
+    r.body = stats_ ? stats_() : "{}";
+    return r;
+  }
+  return http::ErrorResponse(Error(Code::kNotFound, "no endpoint {} {}", req.method, req.path));
+}
+
+http::Response LocalApi::PostData(const http::Request& req) {
+  std::string token = Bearer(req);
+  if (token.empty())
+    return http::ErrorResponse(
+        Error(Code::kUnauthenticated, "missing 'Authorization: Bearer <device token>'"));
+  auto device = devices_.DeviceForToken(token);
+  if (!device) return http::ErrorResponse(Error(Code::kUnauthenticated, "unknown device token"));
+  std::string ct = req.Header("content-type");
+  data::Framing framing =
+      ct.find("ndjson") != std::string::npos ? data::Framing::kNdjson : data::Framing::kJson;
+  auto report = sink_.IngestPayload(*device, req.body, framing);
+  if (!report.ok()) {
+    http::Response r = http::ErrorResponse(report.status());
+    if (report.status().code() == Code::kInvalidArgument) r.status = 400;
+    return r;
+  }
+  json rejected = json::array();
+  bool only_duplicates = true;
+  for (const auto& rj : report->rejected) {
+    if (rj.reason != data::RejectReason::kDuplicate) only_duplicates = false;
+    json o = {{"item", rj.item}, {"reason", data::ReasonName(rj.reason)}, {"message", rj.message}};
+    if (!rj.metric.empty()) o["metric"] = rj.metric;
+    rejected.push_back(std::move(o));
+  }
+  // A retry of readings already stored is a success for the device; readings that are simply
+  // wrong, with nothing accepted, are not.
+  int status = report->accepted > 0 || only_duplicates ? 200 : 422;
+  return Json(status, {{"device", *device},
+                       {"accepted", report->accepted},
+                       {"rejected", report->rejected.size()},
+                       {"rejections", std::move(rejected)}});
+}
+
+http::Response LocalApi::Query(const http::Request& req) {
+  std::string token = Bearer(req);
+  std::optional<std::string> own;
+  bool admin = !local_token_.empty() && token == local_token_;
+  if (!admin) {
+    own = token.empty() ? std::nullopt : devices_.DeviceForToken(token);
+    if (!own)
+      return http::ErrorResponse(
+          Error(Code::kUnauthenticated, "a device token or the node's local token is required"));
+  }
+  auto arg = [&](const char* k) -> std::string {
+    auto it = req.query.find(k);
+    return it == req.query.end() ? "" : it->second;
+  };
+  data::SeriesQuery q;
+  q.device = arg("device");
+  if (q.device.empty() && own) q.device = *own;
+  if (q.device.empty())
+    return http::ErrorResponse(Error(Code::kInvalidArgument, "device= is required"));
+  if (own && q.device != *own)
+    return http::ErrorResponse(
+        Error(Code::kPermissionDenied, "a device token can only query its own device"));
+  q.metric = arg("metric");
+  int64_t now = clock_.WallMs() * 1'000'000;
+  if (auto f = arg("from"); !f.empty()) {
+    auto t = ParseTimeArg(f, now);
+    if (!t.ok()) return http::ErrorResponse(t.status());
+    q.from_ns = *t;
+  }
+  if (auto t = arg("to"); !t.empty()) {
+    auto v = ParseTimeArg(t, now);
+    if (!v.ok()) return http::ErrorResponse(v.status());
+    q.to_ns = *v;
+  }
+  if (auto s = arg("step"); !s.empty()) {
+    auto d = ParseDuration(s);
+    if (!d.ok() || d->count() <= 0)
+      return http::ErrorResponse(Error(Code::kInvalidArgument, "step '{}' is not a duration", s));
+    q.step_ns = d->count() * 1'000'000;
+  }
+  auto agg = data::ParseAgg(arg("agg"));
+  if (!agg.ok()) return http::ErrorResponse(agg.status());
+  q.agg = *agg;
+  if (q.step_ns > 0 && q.agg == data::Agg::kNone) q.agg = data::Agg::kAvg;
+  if (auto l = arg("limit"); !l.empty()) {
+    size_t n = 0;
+    auto [p, ec] = std::from_chars(l.data(), l.data() + l.size(), n);
+    if (ec != std::errc() || p != l.data() + l.size() || n == 0 || n > 1'000'000)
+      return http::ErrorResponse(Error(Code::kInvalidArgument, "limit must be 1..1000000"));
+    q.limit = n;
+  }
+  auto points = series_.Query(q);
+  if (!points.ok()) return http::ErrorResponse(points.status());
+  json out = json::array();
+  for (const auto& p : *points) {
+    out.push_back({{"ts", FormatTimeNs(p.ts_ns)},
+                   {"tsNs", p.ts_ns},
+                   {"device", p.device},
+                   {"metric", p.metric},
+                   {"value", p.value}});
+  }
+  return Json(200, out);
+}
+
+}  // namespace verge::node

@@ -1,0 +1,67 @@
+// LocalApi: the node's HTTP API for devices and local applications, independent of the
+// transport (common/http_server.h serves it).
+//   POST /data     readings from a device (Bearer device token); JSON, JSON array or NDJSON.
+//                  Answers only after the accepted readings are on the node's disk.
+//   GET  /query    readings from the local time-series (a device token sees its own device;
+//                  the node's local token sees every device).
+//   GET  /healthz  liveness.
+//   GET  /stats    counters of the data path (local token).
+// Thread-safety: thread-safe; handlers may run on several threads.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+
+#include "common/clock.h"
+#include "common/http.h"
+#include "node/data/ingest.h"
+#include "node/data/series.h"
+
+namespace verge::node {
+
+// Which device a bearer token belongs to, from the hashes in the desired state: the node never
+// stores device tokens themselves.
+class DeviceDirectory {
+ public:
+  // token SHA-256 (lowercase hex) -> device name
+  void Set(std::map<std::string, std::string> by_token_hash);
+  std::optional<std::string> DeviceForToken(std::string_view token) const;
+  bool Known(const std::string& device) const;
+
+ private:
+  mutable std::shared_mutex mu_;
+  std::map<std::string, std::string> by_hash_;  // GUARDED_BY(mu_)
+  std::map<std::string, bool> devices_;         // GUARDED_BY(mu_)
+};
+
+class LocalApi {
+ public:
+  using StatsFn = std::function<std::string()>;  // JSON
+
+  LocalApi(data::IngestSink& sink, data::SeriesStore& series, const DeviceDirectory& devices,
+           std::string local_token, const Clock& clock, StatsFn stats);
+
+  http::Response Handle(const http::Request& req);
+
+ private:
+  http::Response PostData(const http::Request& req);
+  http::Response Query(const http::Request& req);
+
+  data::IngestSink& sink_;
+  data::SeriesStore& series_;
+  const DeviceDirectory& devices_;
+  const std::string local_token_;
+  const Clock& clock_;
+  StatsFn stats_;
+};
+
+// RFC 3339 UTC with as many fraction digits as the value needs (0, 3, 6 or 9).
+std::string FormatTimeNs(int64_t ns);
+// RFC 3339, epoch ms, or a duration ago ("-1h" and "1h" both mean one hour ago).
+Result<int64_t> ParseTimeArg(std::string_view s, int64_t now_ns);
+
+}  // namespace verge::node
