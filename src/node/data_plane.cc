@@ -103,6 +103,15 @@ Status DataPlane::Start() {
       ho, [this](const http::Request& r) { return api_->Handle(r); });
   VERGE_ASSIGN_OR_RETURN(http_address_, http_->Listen(options_.http_listen));
 
+  // Bring the local series up to the journal before devices can send again, so that a retry
+  // of readings accepted just before a crash is recognised as a duplicate.
+  for (int i = 0; i < 100000; ++i) {
+    if (auto st = pipeline_->Step(false); !st.ok()) {
+      spdlog::warn("catching up with the journal: {}", st.message());
+      break;
+    }
+    if (!pipeline_->more()) break;
+  }
   pipeline_->Start();
   uplink_->Start();
   http_->Start();

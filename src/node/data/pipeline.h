@@ -64,6 +64,8 @@ class Pipeline {
   // Runs one step synchronously (tests): processes what is in the journal and, if `flush`,
   // closes the open batch.
   Status Step(bool flush);
+  // After Step: the journal held more than one page.
+  bool more() const { return more_; }
 
  private:
   void Run();
