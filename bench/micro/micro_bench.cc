@@ -3,6 +3,12 @@
 // Registry::Sweep and Registry::Flush (SqliteStore on a temporary file) at fleet sizes up to
 // 100,000 registered nodes. bench/load measures the whole path; these isolate the parts.
 //
+// Telemetry: the cloud's work per uplink batch, in readings per second on one core —
+// decoding and validating a batch (what a link strand does), the group commit that stages
+// batches before they are acknowledged and the compaction into chunks (what the
+// TelemetryWriter does), and all of it in sequence on one thread. Batches hold 10,000 readings
+// spread over 10, 100 or 1,000 series (1 s apart, a noisy sine rounded to 0.01, as sensors send).
+//
 // Threading: single-threaded (Google Benchmark's main thread); the FakeClock is advanced by
 // hand, so no benchmark sleeps.
 #include <benchmark/benchmark.h>
@@ -10,16 +16,21 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "cloud/registry.h"
 #include "cloud/store_sqlite.h"
+#include "cloud/telemetry.h"
+#include "cloud/telemetry_codec.h"
 #include "common/clock.h"
+#include "common/compress.h"
 #include "verge/v1/link.pb.h"
 
 namespace verge::bench {
@@ -173,6 +184,212 @@ BENCHMARK(BM_RegistrySweepFlushPerSecond)
     ->Arg(1'000)
     ->Arg(10'000)
     ->Arg(100'000)
+    ->Unit(benchmark::kMillisecond);
+
+// ---- Telemetry ------------------------------------------------------------------------------
+
+constexpr int kReadingsPerBatch = 10'000;
+constexpr int kBatchesPerGroup = 16;
+
+// An UplinkBatch as a node sends it: `series` series sharing kReadingsPerBatch readings.
+v1::UplinkBatch MakeUplinkBatch(uint64_t seq, int series) {
+  static std::mt19937_64 rng(42);
+  std::normal_distribution<double> noise(0, 0.05);
+  v1::ReadingBatch rb;
+  int per_series = kReadingsPerBatch / series;
+  int64_t t0 = int64_t{1'790'000'000} * 1'000'000'000 +
+               static_cast<int64_t>(seq) * per_series * 1'000'000'000;
+  for (int s = 0; s < series; ++s) {
+    rb.add_devices(fmt::format("dev-{:04d}", s));
+  }
+  rb.add_metrics("temp");
+  for (int s = 0; s < series; ++s) {
+    auto* ps = rb.add_series();
+    ps->set_device(static_cast<uint32_t>(s));
+    ps->set_metric(0);
+    for (int i = 0; i < per_series; ++i) {
+      ps->add_ts_delta_ns(i == 0 ? t0 : 1'000'000'000);
+      double v =
+          20 + 5 * std::sin((static_cast<double>(seq) * per_series + i) / 300.0 + s) + noise(rng);
+      ps->add_values(std::round(v * 100) / 100);
+    }
+  }
+  v1::UplinkBatch b;
+  b.set_seq(seq);
+  b.set_count(static_cast<uint32_t>(per_series * series));
+  b.set_codec(v1::CODEC_ZSTD);
+  b.set_data(*ZstdCompress(rb.SerializeAsString()));
+  return b;
+}
+
+class TelemetryStore {
+ public:
+  TelemetryStore() {
+    char tmpl[] = "/tmp/verge-micro-tm-XXXXXX";
+    if (!mkdtemp(tmpl)) std::abort();
+    dir_ = tmpl;
+    store_ = std::move(cloud::SqliteStore::Open(dir_ + "/verge.db")).value();
+  }
+  ~TelemetryStore() {
+    store_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  cloud::SqliteStore& store() { return *store_; }
+  int64_t DbBytes() const {
+    std::error_code ec;
+    int64_t n = 0;
+    for (const char* f : {"/verge.db", "/verge.db-wal"}) {
+      auto s = fs::file_size(dir_ + f, ec);
+      if (!ec) n += static_cast<int64_t>(s);
+    }
+    return n;
+  }
+
+ private:
+  std::string dir_;
+  std::unique_ptr<cloud::SqliteStore> store_;
+};
+
+// Decode and validate, then stage: the per-batch work on a link strand.
+void BM_UplinkDecode(benchmark::State& state) {
+  int series = static_cast<int>(state.range(0));
+  std::vector<v1::UplinkBatch> batches;
+  for (uint64_t seq = 1; seq <= 8; ++seq) batches.push_back(MakeUplinkBatch(seq, series));
+  size_t i = 0, wire = 0;
+  for (auto _ : state) {
+    v1::UplinkBatch b = batches[i++ % batches.size()];
+    auto d = cloud::VisitUplink(b, nullptr);
+    if (!d.ok()) state.SkipWithError("decode failed");
+    wire += b.data().size();
+    auto rec = cloud::StageUplink("node-1", std::move(b), *d);
+    benchmark::DoNotOptimize(rec);
+  }
+  state.SetItemsProcessed(state.iterations() * kReadingsPerBatch);
+  state.counters["wire_bytes_per_reading"] =
+      static_cast<double>(wire) / static_cast<double>(state.iterations() * kReadingsPerBatch);
+}
+BENCHMARK(BM_UplinkDecode)->Arg(10)->Arg(100)->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond);
+
+std::vector<cloud::Store::UplinkRecord> StagedRecords(int series, uint64_t first_seq, int n) {
+  std::vector<cloud::Store::UplinkRecord> out;
+  for (int k = 0; k < n; ++k) {
+    v1::UplinkBatch b = MakeUplinkBatch(first_seq + static_cast<uint64_t>(k), series);
+    auto d = cloud::VisitUplink(b, nullptr);
+    if (!d.ok()) std::abort();
+    out.push_back(cloud::StageUplink("node-1", std::move(b), *d));
+  }
+  return out;
+}
+
+Status StoreAll(cloud::Store& store, const std::vector<cloud::Store::UplinkRecord>& recs) {
+  std::vector<const cloud::Store::UplinkRecord*> ptrs;
+  for (const auto& r : recs) ptrs.push_back(&r);
+  return store.StoreUplink(ptrs).status();
+}
+
+// One group commit of kBatchesPerGroup batches (dedupe rows and staged batches) into a
+// SqliteStore on a file: what the TelemetryWriter does before it acknowledges. Wall time, since
+// the commit waits for the disk.
+void BM_TelemetryGroupCommit(benchmark::State& state) {
+  int series = static_cast<int>(state.range(0));
+  TelemetryStore ts;
+  auto staged = StagedRecords(series, 1, 64);
+  uint64_t seq = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::vector<cloud::Store::UplinkRecord> group;
+    for (int k = 0; k < kBatchesPerGroup; ++k) {
+      group.push_back(staged[seq % staged.size()]);
+      group.back().seq = ++seq;
+      group.back().low_seq = seq > 256 ? seq - 256 : 0;
+    }
+    state.ResumeTiming();
+    if (Status st = StoreAll(ts.store(), group); !st.ok())
+      state.SkipWithError(st.message().c_str());
+  }
+  state.SetItemsProcessed(state.iterations() * kBatchesPerGroup * kReadingsPerBatch);
+}
+BENCHMARK(BM_TelemetryGroupCommit)
+    ->Arg(10)
+    ->Arg(100)
+    ->Arg(1000)
+    ->Arg(10000)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// Compaction of 200 staged batches (2,000,000 readings) into chunks, in the writer's slices.
+void BM_TelemetryCompaction(benchmark::State& state) {
+  int series = static_cast<int>(state.range(0));
+  TelemetryStore ts;
+  cloud::TelemetryWriter writer(ts.store());
+  auto staged = StagedRecords(series, 1, 200);
+  uint64_t seq = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (auto& r : staged) r.seq = ++seq;
+    if (Status st = StoreAll(ts.store(), staged); !st.ok()) state.SkipWithError("stage failed");
+    state.ResumeTiming();
+    for (;;) {
+      auto n = writer.Compact();
+      if (!n.ok()) state.SkipWithError(n.status().message().c_str());
+      if (!n.ok() || *n == 0) break;
+    }
+  }
+  int64_t readings = state.iterations() * 200 * kReadingsPerBatch;
+  state.SetItemsProcessed(readings);
+  state.counters["db_bytes_per_reading"] =
+      static_cast<double>(ts.DbBytes()) / static_cast<double>(readings);
+  state.counters["readings_per_chunk"] =
+      static_cast<double>(writer.counters().readings_compacted.load()) /
+      static_cast<double>(std::max<uint64_t>(1, writer.counters().chunks_written.load()));
+}
+BENCHMARK(BM_TelemetryCompaction)
+    ->Arg(10)
+    ->Arg(100)
+    ->Arg(1000)
+    ->Arg(10000)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// Everything the cloud does with uplink data on one thread: decode and validate each batch,
+// group-commit 16 at a time, and compact a slice whenever one is staged. Wall time.
+void BM_UplinkToStoreOneCore(benchmark::State& state) {
+  int series = static_cast<int>(state.range(0));
+  TelemetryStore ts;
+  cloud::TelemetryWriterOptions opts;
+  cloud::TelemetryWriter writer(ts.store(), opts);
+  std::vector<v1::UplinkBatch> wire;
+  for (uint64_t s = 1; s <= 64; ++s) wire.push_back(MakeUplinkBatch(s, series));
+  uint64_t seq = 0, staged = 0;
+  for (auto _ : state) {
+    std::vector<cloud::Store::UplinkRecord> group;
+    for (int k = 0; k < kBatchesPerGroup; ++k) {
+      v1::UplinkBatch b = wire[seq % wire.size()];
+      b.set_seq(++seq);
+      auto d = cloud::VisitUplink(b, nullptr);
+      if (!d.ok()) state.SkipWithError("decode failed");
+      group.push_back(cloud::StageUplink("node-1", std::move(b), *d));
+    }
+    if (Status st = StoreAll(ts.store(), group); !st.ok()) state.SkipWithError("commit failed");
+    staged += kBatchesPerGroup * kReadingsPerBatch;
+    if (staged >= opts.compact_max_readings) {
+      auto n = writer.Compact();
+      if (!n.ok()) state.SkipWithError("compaction failed");
+      staged = 0;
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * kBatchesPerGroup * kReadingsPerBatch);
+  state.counters["db_bytes_per_reading"] =
+      static_cast<double>(ts.DbBytes()) /
+      static_cast<double>(state.iterations() * kBatchesPerGroup * kReadingsPerBatch);
+}
+BENCHMARK(BM_UplinkToStoreOneCore)
+    ->Arg(10)
+    ->Arg(100)
+    ->Arg(1000)
+    ->Arg(10000)
+    ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include "cloud/api_json.h"
+#include "cloud/device_spec.h"
+#include "cloud/telemetry_query.h"
 #include "verge/v1/link.pb.h"
 
 namespace verge::cloud {
@@ -10,7 +12,11 @@ namespace {
 
 using json = nlohmann::json;
 
-http::Response Json(int status, const json& j) { return {status, "application/json", j.dump()}; }
+// Node-reported text (state errors, names in events) may not be UTF-8; show it replaced
+// rather than fail the whole answer.
+http::Response Json(int status, const json& j) {
+  return {status, "application/json", j.dump(-1, ' ', false, json::error_handler_t::replace)};
+}
 http::Response Fail(Code code, std::string msg) {
   return http::ErrorResponse(Status(code, std::move(msg)));
 }
@@ -152,18 +158,99 @@ http::Response Api::Route(const http::Request& req) {
     if (seg.size() <= 2) return not_allowed();
   }
 
+  if (!seg.empty() && seg[0] == "devices") return Devices(req, seg);
+  if (seg.size() == 1 && seg[0] == "telemetry") {
+    if (m != "GET") return not_allowed();
+    return Telemetry(req);
+  }
+
   if (seg.size() == 1 && seg[0] == "status" && m == "GET") {
     auto c = registry_.Counts();
+    const auto& lc = link_.counters();
+    const auto& tc = telemetry_.counters();
     return Json(200, {{"nodes", c.nodes},
                       {"online", c.online},
                       {"degraded", c.degraded},
                       {"offline", c.offline},
                       {"connected", c.connected},
                       {"streams", link_.ActiveStreams()},
-                      {"heartbeats", link_.counters().heartbeats.load()},
+                      {"heartbeats", lc.heartbeats.load()},
+                      {"desiredStatesSent", lc.desired_states_sent.load()},
+                      {"uplinkBatches", lc.uplink_batches.load()},
+                      {"badBatches", lc.bad_batches.load()},
+                      {"batchesStored", tc.batches_stored.load()},
+                      {"batchesDuplicate", tc.batches_duplicate.load()},
+                      {"readingsStored", tc.readings_stored.load()},
+                      {"readingsCompacted", tc.readings_compacted.load()},
+                      {"telemetryQueueBytes", telemetry_.queued_bytes()},
                       {"linkAddress", link_address_}});
   }
   return Fail(Code::kNotFound, "no such endpoint: " + req.path);
+}
+
+http::Response Api::Devices(const http::Request& req, const std::vector<std::string_view>& seg) {
+  const std::string& m = req.method;
+  auto not_allowed = [&] {
+    return http::Response{
+        405, "application/json",
+        json{{"error",
+              {{"code", "method_not_allowed"}, {"message", m + " is not allowed on " + req.path}}}}
+            .dump()};
+  };
+  auto with_token = [](const DeviceWithToken& d) {
+    json j = DeviceJson(d.device);
+    j["token"] = d.token;
+    return j;
+  };
+  if (seg.size() == 1) {
+    if (m == "GET") {
+      std::string node = req.query.count("node") ? req.query.at("node") : "";
+      auto list = devices_.List(node);
+      if (!list.ok()) return http::ErrorResponse(list.status());
+      json arr = json::array();
+      for (const auto& d : *list) arr.push_back(DeviceJson(d));
+      return Json(200, arr);
+    }
+    if (m == "POST") {
+      auto created = devices_.Create(req.body);
+      if (!created.ok()) return http::ErrorResponse(created.status());
+      return Json(201, with_token(*created));
+    }
+    return not_allowed();
+  }
+  std::string name(seg[1]);
+  if (seg.size() == 2) {
+    if (m == "GET") {
+      auto d = devices_.Get(name);
+      if (!d.ok()) return http::ErrorResponse(d.status());
+      return Json(200, DeviceJson(*d));
+    }
+    if (m == "PUT") {
+      auto d = devices_.Replace(name, req.body);
+      if (!d.ok()) return http::ErrorResponse(d.status());
+      return Json(200, DeviceJson(*d));
+    }
+    if (m == "DELETE") {
+      if (auto st = devices_.Delete(name); !st.ok()) return http::ErrorResponse(st);
+      return Json(200, {{"name", name}, {"deleted", true}});
+    }
+    return not_allowed();
+  }
+  if (seg.size() == 3 && seg[2] == "token") {
+    if (m != "POST") return not_allowed();
+    auto rotated = devices_.RotateToken(name);
+    if (!rotated.ok()) return http::ErrorResponse(rotated.status());
+    return Json(200, with_token(*rotated));
+  }
+  return Fail(Code::kNotFound, "no such endpoint: " + req.path);
+}
+
+http::Response Api::Telemetry(const http::Request& req) {
+  auto q = ParseTelemetryQuery(req.query, clock_.WallMs() * 1'000'000);
+  if (!q.ok()) return http::ErrorResponse(q.status());
+  auto points = RunTelemetryQuery(store_, *q);
+  if (!points.ok()) return http::ErrorResponse(points.status());
+  return Json(200, PointsJson(q->device, *points));
 }
 
 http::Response JoinService::Handle(const http::Request& req) {

@@ -1,11 +1,13 @@
 // The REST API (api-listen) and the join endpoints (link-listen), as plain request →
-// response functions over the registry and token service. The transport (net.cc) calls
-// them on its I/O threads. Routes and shapes are documented in docs/api.md.
+// response functions over the registry, token, device and telemetry services. The transport
+// (net.cc) calls them on its I/O threads. Routes and shapes are documented in docs/api.md.
 // Thread-safety: thread-safe (everything they touch is).
 #pragma once
 
+#include "cloud/devices.h"
 #include "cloud/link_service.h"
 #include "cloud/registry.h"
+#include "cloud/store.h"
 #include "cloud/tokens.h"
 #include "common/http.h"
 #include "common/pki.h"
@@ -14,8 +16,16 @@ namespace verge::cloud {
 
 class Api {
  public:
-  Api(Registry& registry, TokenService& tokens, LinkService& link, const Clock& clock)
-      : registry_(registry), tokens_(tokens), link_(link), clock_(clock) {}
+  // `telemetry` is the writer whose counters /api/v1/status shows; `store` answers queries.
+  Api(Registry& registry, TokenService& tokens, LinkService& link, DeviceService& devices,
+      TelemetryWriter& telemetry, Store& store, const Clock& clock)
+      : registry_(registry),
+        tokens_(tokens),
+        link_(link),
+        devices_(devices),
+        telemetry_(telemetry),
+        store_(store),
+        clock_(clock) {}
 
   http::Response Handle(const http::Request& req);
   // The link address nodes use, shown by /api/v1/status. Set before serving.
@@ -23,10 +33,15 @@ class Api {
 
  private:
   http::Response Route(const http::Request& req);
+  http::Response Devices(const http::Request& req, const std::vector<std::string_view>& seg);
+  http::Response Telemetry(const http::Request& req);
   std::string link_address_;
   Registry& registry_;
   TokenService& tokens_;
   LinkService& link_;
+  DeviceService& devices_;
+  TelemetryWriter& telemetry_;
+  Store& store_;
   const Clock& clock_;
 };
 

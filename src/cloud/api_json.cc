@@ -85,6 +85,14 @@ Result<TokenCreateRequest> ParseTokenCreate(std::string_view body) {
   return req;
 }
 
+std::string ClipUtf8(std::string_view s, size_t max) {
+  if (s.size() <= max) return std::string(s);
+  size_t n = max;
+  // Back off continuation bytes (10xxxxxx) so that no character is cut in two.
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return std::string(s.substr(0, n));
+}
+
 json ResourcesJson(const Resources& r) {
   return {{"cpuMillicores", r.cpu_millicores},
           {"memoryMB", r.memory_mb},
@@ -114,6 +122,9 @@ json NodeJson(const Node& n, bool connected) {
       {"connected", connected},
       {"createdAt", FormatTimeMs(n.created_ms)},
       {"certificate", {{"serial", n.cert_serial}, {"notAfter", FormatTimeMs(n.cert_not_after_ms)}}},
+      {"desiredVersion", n.desired_version},
+      {"appliedVersion", n.applied_version},
+      {"stateError", n.state_error},
   };
 }
 

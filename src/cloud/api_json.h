@@ -31,6 +31,10 @@ Result<TokenCreateRequest> ParseTokenCreate(std::string_view body);
 // Node names: 1–63 characters of [a-z0-9-.], starting and ending alphanumeric.
 Status ValidateNodeName(std::string_view name);
 
+// At most `max` bytes of `s`, cut at a UTF-8 character boundary, for text from nodes that
+// ends up in events and API answers.
+std::string ClipUtf8(std::string_view s, size_t max);
+
 nlohmann::json NodeJson(const Node& n, bool connected);
 nlohmann::json EventJson(const NodeEvent& e);
 nlohmann::json TokenJson(const BootstrapToken& t, int64_t now_ms);

@@ -22,6 +22,9 @@ const ConfigSchema<CloudConfig>& CloudConfigSchema() {
         .Dur("bootstrapTokenTtl", "Lifetime of the bootstrap token created on first start.",
              &CloudConfig::bootstrap_token_ttl)
         .Dur("eventRetention", "How long node events are kept.", &CloudConfig::event_retention)
+        .Dur("telemetryRetention",
+             "How long readings are kept in the cloud (pruned hourly, by whole hours).",
+             &CloudConfig::telemetry_retention)
         .Dur("flushInterval", "How often heartbeat times and events are written to the store.",
              &CloudConfig::flush_interval)
         .Int("nodeCertDays", "Validity of node certificates, in days.",
@@ -53,6 +56,9 @@ Status ValidateCloudConfig(const CloudConfig& c) {
   }
   if (c.flush_interval.count() <= 0) errors.push_back("flushInterval must be positive");
   if (c.event_retention.count() <= 0) errors.push_back("eventRetention must be positive");
+  if (c.telemetry_retention.count() < 3600 * 1000) {
+    errors.push_back("telemetryRetention must be at least 1h");
+  }
   if (!IsLogLevel(c.log_level)) {
     errors.push_back("logLevel must be one of trace, debug, info, warn, error");
   }

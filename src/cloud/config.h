@@ -18,6 +18,7 @@ struct CloudConfig {
   Millis offline_after{90'000};
   Millis bootstrap_token_ttl{24LL * 3600 * 1000};
   Millis event_retention{7LL * 24 * 3600 * 1000};
+  Millis telemetry_retention{30LL * 24 * 3600 * 1000};
   Millis flush_interval{1'000};
   int node_cert_days = 365;
   int io_threads = 0;  // 0: one per core

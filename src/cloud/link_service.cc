@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include "cloud/api_json.h"
+#include "cloud/device_spec.h"
+#include "cloud/telemetry_codec.h"
 
 namespace verge::cloud {
 
@@ -47,6 +49,14 @@ class LinkService::Conn final : public LinkService::Connection,
       case v1::Envelope::kHello:
         Fail(v1::Goodbye::PROTOCOL_ERROR, "Hello sent twice");
         break;
+      case v1::Envelope::kStateReport:
+        ++svc_.counters_.state_reports;
+        svc_.registry_.OnStateReport(peer_.common_name, env.state_report().applied_version(),
+                                     ClipUtf8(env.state_report().error(), 2000));
+        break;
+      case v1::Envelope::kUplinkBatch:
+        HandleUplink(*env.mutable_uplink_batch());
+        break;
       default:
         // A message kind from a newer node: ignore it, as the compatibility rule says.
         ++svc_.counters_.unknown_messages;
@@ -66,6 +76,21 @@ class LinkService::Conn final : public LinkService::Connection,
   void SendGoodbye(v1::Goodbye::Reason reason, const std::string& message) {
     stream_->Send(GoodbyeFrame(reason, message));
     stream_->Close();
+  }
+
+  // Sends the node's desired state if it is newer than what this stream sent. Called from
+  // API threads (device changes); the Hello path sends the first document itself.
+  void PushDesiredState() {
+    std::lock_guard lock(push_mu_);
+    if (!hello_acked_) return;  // the Hello path reads the newest state after this change
+    auto ds = svc_.store_.GetDesiredState(peer_.common_name);
+    if (!ds.ok()) {
+      spdlog::error("reading the desired state of node {}: {}", peer_.common_name,
+                    ds.status().message());
+      return;
+    }
+    if (ds->version <= sent_version_) return;
+    SendDesiredState(*ds);
   }
 
  private:
@@ -112,17 +137,101 @@ class LinkService::Conn final : public LinkService::Connection,
     ++svc_.counters_.hellos;
     svc_.Attach(peer_.common_name, shared_from_this());
 
+    // Under push_mu_ from the read to the sends, so that a device change committed meanwhile
+    // is either in this read or pushed after it, never sent before the HelloAck.
+    std::lock_guard lock(push_mu_);
+    const uint64_t node_version = h.resume().desired_version();
+    auto ds = svc_.store_.GetDesiredState(peer_.common_name);
+    if (ds.ok() && node_version > ds->version) {
+      // The node has a version this cloud never issued (a restored backup, a re-joined name):
+      // move past it, so that what the node gets next is newer than anything it holds.
+      auto v = svc_.store_.RaiseDesiredVersion(peer_.common_name, node_version);
+      if (v.ok()) {
+        ds->version = *v;
+        svc_.registry_.OnDesiredVersion(peer_.common_name, *v);
+      } else {
+        ds = v.status();
+      }
+    }
+    auto stored_seq = svc_.store_.UplinkStoredSeq(peer_.common_name);
+    const uint64_t next_seq = h.resume().uplink_next_seq();
+    if (stored_seq.ok() && next_seq > 0 && next_seq <= *stored_seq) {
+      // The node will use seqs the cloud already holds: it lost its uplink buffer and numbers
+      // afresh. Its coming batches are new readings; deduplicating them against the old ones
+      // would acknowledge them without storing them.
+      std::string why = fmt::format(
+          "the node numbers uplink batches from {} again, but the cloud has stored up to {}; "
+          "forgetting the old numbers so that new batches are not taken for duplicates",
+          next_seq, *stored_seq);
+      spdlog::warn("node {}: {}", peer_.common_name, why);
+      svc_.registry_.RecordEvent(peer_.common_name, "uplink_reset", why);
+      Status reset = svc_.store_.ResetUplink(peer_.common_name);
+      stored_seq = reset.ok() ? Result<uint64_t>(uint64_t{0}) : Result<uint64_t>(reset);
+    }
+    if (!ds.ok() || !stored_seq.ok()) {
+      const Status& st = !ds.ok() ? ds.status() : stored_seq.status();
+      spdlog::error("reading the state of node {} for its Hello: {}", peer_.common_name,
+                    st.message());
+      SendGoodbye(v1::Goodbye::SHUTTING_DOWN, "the cloud cannot read its store; retry later");
+      return;
+    }
+
     v1::Envelope reply;
     reply.set_in_reply_to(env.id());
     auto* ack = reply.mutable_hello_ack();
     ack->set_protocol_version(std::min(h.protocol_version(), kProtocolVersion));
     ack->set_cloud_time_ms(svc_.clock_.WallMs());
-    // Desired state and uplink arrive in later protocol versions; until then both are 0.
-    ack->set_desired_version(0);
-    ack->set_uplink_stored_seq(0);
+    ack->set_desired_version(ds->version);
+    ack->set_uplink_stored_seq(*stored_seq);
     stream_->Send(reply.SerializeAsString());
-    spdlog::info("node {} connected from {} (agent {})", peer_.common_name, peer_.remote_ip,
-                 h.agent_version());
+    hello_acked_ = true;
+    sent_version_ = node_version;
+    // Version 0 on both sides: nothing was ever declared, nothing to send.
+    if (ds->version != node_version) SendDesiredState(*ds);
+    spdlog::info("node {} connected from {} (agent {}, desired state {} of {})", peer_.common_name,
+                 peer_.remote_ip, h.agent_version(), node_version, ds->version);
+  }
+
+  // REQUIRES: push_mu_ held.
+  void SendDesiredState(const DesiredState& ds) {
+    v1::Envelope env;
+    env.set_id(++next_id_);
+    auto* d = env.mutable_desired_state();
+    d->set_version(ds.version);
+    for (const auto& dev : ds.devices) DeviceToProto(dev, d->add_devices());
+    stream_->Send(env.SerializeAsString());
+    sent_version_ = ds.version;
+    ++svc_.counters_.desired_states_sent;
+  }
+
+  void HandleUplink(v1::UplinkBatch& batch) {
+    ++svc_.counters_.uplink_batches;
+    auto decoded = VisitUplink(batch, nullptr);
+    if (!decoded.ok()) {
+      // It can never become valid: acknowledge it, so that the node stops resending it.
+      ++svc_.counters_.bad_batches;
+      std::string why = ClipUtf8(decoded.status().message(), 300);
+      spdlog::warn("node {}: rejected uplink batch {}: {}", peer_.common_name, batch.seq(), why);
+      svc_.registry_.RecordEvent(peer_.common_name, "batch_rejected",
+                                 fmt::format("uplink batch {} rejected: {}", batch.seq(), why));
+      v1::Envelope ack;
+      ack.mutable_uplink_ack()->add_seqs(batch.seq());
+      stream_->Send(ack.SerializeAsString());
+      return;
+    }
+    svc_.counters_.uplink_readings += decoded->count;
+    TelemetryWriter::Job job{StageUplink(peer_.common_name, std::move(batch), *decoded), stream_};
+    if (!svc_.telemetry_.Submit(std::move(job))) {
+      // The store is far behind: close, and let the node resend after a pause.
+      spdlog::warn("node {}: telemetry queue full; closing its stream", peer_.common_name);
+      v1::Envelope env;
+      auto* g = env.mutable_goodbye();
+      g->set_reason(v1::Goodbye::SHUTTING_DOWN);
+      g->set_message("the cloud's telemetry queue is full; resend after reconnecting");
+      g->set_retry_after_ms(5000);
+      stream_->Send(env.SerializeAsString());
+      stream_->Close();
+    }
   }
 
   void HandleHeartbeat(const v1::Envelope& env) {
@@ -147,10 +256,27 @@ class LinkService::Conn final : public LinkService::Connection,
   PeerIdentity peer_;
   bool hello_done_ = false;
   std::string goodbye_;  // why the node said it was leaving, if it did
+
+  std::mutex push_mu_;         // orders desired-state sends (strand and API threads)
+  bool hello_acked_ = false;   // GUARDED_BY(push_mu_)
+  uint64_t sent_version_ = 0;  // GUARDED_BY(push_mu_); what the node has or was sent
+  uint64_t next_id_ = 0;       // GUARDED_BY(push_mu_)
 };
 
-LinkService::LinkService(Registry& registry, const Clock& clock)
-    : registry_(registry), clock_(clock) {}
+LinkService::LinkService(Registry& registry, Store& store, TelemetryWriter& telemetry,
+                         const Clock& clock)
+    : registry_(registry), store_(store), telemetry_(telemetry), clock_(clock) {}
+
+void LinkService::DesiredStateChanged(const std::string& node) {
+  std::shared_ptr<Conn> conn;
+  {
+    std::lock_guard lock(mu_);
+    auto it = streams_.find(node);
+    if (it == streams_.end()) return;
+    conn = it->second.lock();
+  }
+  if (conn) conn->PushDesiredState();
+}
 
 Status LinkService::Authorize(const PeerIdentity& peer) {
   Status st = Check(peer);

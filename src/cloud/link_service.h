@@ -6,9 +6,21 @@
 // certificate", feeds the Registry, and can cut any node's stream (decommission, supersede,
 // shutdown) with a Goodbye.
 //
+// Desired state: after HelloAck the node gets its whole DesiredState once if its resumed
+// version differs from the cloud's; a device change while it is connected pushes the new
+// document at once (DesiredStateSink). Each stream sends versions in increasing order only.
+// StateReports go to the Registry (written behind).
+//
+// Uplink: an UplinkBatch is decoded and validated on the stream's strand, then queued to the
+// TelemetryWriter, which acknowledges it after the commit. A batch that can
+// never be stored (corrupt, invalid) is acknowledged at once, counted in bad_batches and
+// recorded as a `batch_rejected` node event: resending it could not help, and an unacked batch
+// would be resent forever (docs/protocol.md).
+//
 // Thread-safety: thread-safe. Connection callbacks for one stream are never concurrent
 // (the transport runs each stream on its own strand); LinkStream::Send may be called from
-// any thread.
+// any thread. Store reads on the strand are short indexed reads on a connection that never
+// waits behind telemetry transactions (store_sqlite.h).
 #pragma once
 
 #include <atomic>
@@ -17,7 +29,11 @@
 #include <string>
 #include <unordered_map>
 
+#include "cloud/devices.h"
+#include "cloud/link_stream.h"
 #include "cloud/registry.h"
+#include "cloud/store.h"
+#include "cloud/telemetry.h"
 #include "common/clock.h"
 #include "verge/v1/link.pb.h"
 
@@ -25,16 +41,6 @@ namespace verge::cloud {
 
 inline constexpr uint32_t kProtocolVersion = 1;
 inline constexpr const char* kSubprotocol = "verge.v1";
-
-// The transport's side of one stream.
-class LinkStream {
- public:
-  virtual ~LinkStream() = default;
-  // Queues a binary frame. Thread-safe.
-  virtual void Send(std::string frame) = 0;
-  // Closes after the queued frames are written. Thread-safe, idempotent.
-  virtual void Close() = 0;
-};
 
 struct PeerIdentity {
   std::string common_name;
@@ -49,9 +55,14 @@ struct LinkCounters {
   std::atomic<uint64_t> heartbeats{0};
   std::atomic<uint64_t> unknown_messages{0};
   std::atomic<uint64_t> bad_frames{0};
+  std::atomic<uint64_t> desired_states_sent{0};
+  std::atomic<uint64_t> state_reports{0};
+  std::atomic<uint64_t> uplink_batches{0};   // received, good or bad
+  std::atomic<uint64_t> uplink_readings{0};  // in good batches received (duplicates included)
+  std::atomic<uint64_t> bad_batches{0};
 };
 
-class LinkService {
+class LinkService final : public DesiredStateSink {
  public:
   class Connection {
    public:
@@ -60,7 +71,7 @@ class LinkService {
     virtual void OnClosed(const std::string& reason) = 0;
   };
 
-  LinkService(Registry& registry, const Clock& clock);
+  LinkService(Registry& registry, Store& store, TelemetryWriter& telemetry, const Clock& clock);
 
   // Decides, before the WebSocket upgrade, whether this certificate may open a stream.
   // Counts refusals.
@@ -70,6 +81,10 @@ class LinkService {
   // Sends a Goodbye to the node's stream, if it has one, and closes it.
   void Disconnect(const std::string& node, v1::Goodbye::Reason reason, const std::string& message);
   void DisconnectAll(v1::Goodbye::Reason reason, const std::string& message);
+
+  // Pushes the node's current desired state to its stream, if it has one and has not been
+  // sent that version yet.
+  void DesiredStateChanged(const std::string& node) override;
 
   size_t ActiveStreams() const;
   const LinkCounters& counters() const { return counters_; }
@@ -81,6 +96,8 @@ class LinkService {
   void Detach(const std::string& node, const Conn* conn);
 
   Registry& registry_;
+  Store& store_;
+  TelemetryWriter& telemetry_;
   const Clock& clock_;
   LinkCounters counters_;
   mutable std::mutex mu_;

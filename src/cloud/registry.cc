@@ -93,6 +93,10 @@ Status Registry::AddJoined(const std::string& name, const std::string& cert_seri
   n.status = NodeStatus::kOffline;
   n.status_since_ms = n.created_ms;
   VERGE_RETURN_IF_ERROR(store_.InsertNode(n));
+  // A name that joins again keeps its devices and desired-state version (see node_state).
+  if (auto stored = store_.GetNode(name); stored.ok() && stored->has_value()) {
+    n.desired_version = (*stored)->desired_version;
+  }
   Entry e;
   e.node = n;
   e.last_seen_steady = clock_.SteadyMs() - options_.offline_after.count();
@@ -145,6 +149,33 @@ void Registry::OnDisconnected(const std::string& name, const std::string& reason
   AddEvent(name, "disconnected", reason);
 }
 
+void Registry::OnStateReport(const std::string& name, uint64_t applied_version,
+                             const std::string& error) {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) return;
+  Node& n = it->second.node;
+  if (!error.empty() && error != n.state_error) {
+    AddEvent(name, "state_rejected", fmt::format("desired state not applied: {}", error));
+  }
+  n.applied_version = applied_version;
+  n.state_error = error;
+  n.state_reported_ms = clock_.WallMs();
+  it->second.state_dirty = true;
+}
+
+void Registry::OnDesiredVersion(const std::string& name, uint64_t version) {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) return;
+  it->second.node.desired_version = std::max(it->second.node.desired_version, version);
+}
+
+void Registry::RecordEvent(const std::string& name, std::string type, std::string message) {
+  std::lock_guard lock(mu_);
+  AddEvent(name, std::move(type), std::move(message));
+}
+
 void Registry::Sweep() {
   std::lock_guard lock(mu_);
   int64_t now = clock_.SteadyMs();
@@ -164,6 +195,7 @@ Status Registry::Flush() {
   std::lock_guard flush_lock(flush_mu_);
   std::vector<Node> full;
   std::vector<Store::HeartbeatUpdate> beats;
+  std::vector<Store::StateReport> reports;
   std::vector<NodeEvent> events;
   {
     std::lock_guard lock(mu_);
@@ -173,12 +205,17 @@ Status Registry::Flush() {
       } else if (e.heartbeat_dirty) {
         beats.push_back({name, e.node.last_heartbeat_ms});
       }
-      e.dirty = e.heartbeat_dirty = false;
+      if (e.state_dirty) {
+        reports.push_back(
+            {name, e.node.applied_version, e.node.state_error, e.node.state_reported_ms});
+      }
+      e.dirty = e.heartbeat_dirty = e.state_dirty = false;
     }
     events.swap(pending_events_);
   }
   Status st = store_.UpdateNodes(full);
   if (st.ok()) st = store_.UpdateHeartbeats(beats);
+  if (st.ok()) st = store_.UpdateStateReports(reports);
   if (st.ok()) st = store_.AppendEvents(events);
   if (!st.ok()) {
     // Keep what was not written, so the next flush retries it.
@@ -188,6 +225,9 @@ Status Registry::Flush() {
     }
     for (const auto& b : beats) {
       if (auto it = nodes_.find(b.node); it != nodes_.end()) it->second.heartbeat_dirty = true;
+    }
+    for (const auto& r : reports) {
+      if (auto it = nodes_.find(r.node); it != nodes_.end()) it->second.state_dirty = true;
     }
     pending_events_.insert(pending_events_.begin(), events.begin(), events.end());
   }

@@ -75,6 +75,14 @@ class Registry {
   Status OnConnected(const std::string& name, const NodeReport& report, const std::string& peer_ip);
   void OnHeartbeat(const std::string& name, const std::optional<Resources>& used);
   void OnDisconnected(const std::string& name, const std::string& reason);
+  // A StateReport: the desired-state version the node applied, or why it could not (written
+  // behind, like heartbeats). A new error is also recorded as a `state_rejected` event.
+  void OnStateReport(const std::string& name, uint64_t applied_version, const std::string& error);
+  // The store bumped the node's desired-state version (a device changed); kept for display.
+  // Never moves backwards, so that two concurrent changes can report in any order.
+  void OnDesiredVersion(const std::string& name, uint64_t version);
+  // Records a node event (for example `batch_rejected`); written on the next Flush.
+  void RecordEvent(const std::string& name, std::string type, std::string message);
 
   // Applies status transitions due at the clock's current time.
   void Sweep();
@@ -109,6 +117,7 @@ class Registry {
     bool connected = false;
     bool dirty = false;            // record changed beyond the heartbeat time
     bool heartbeat_dirty = false;  // only last_heartbeat_ms changed
+    bool state_dirty = false;      // applied_version / state_error changed
   };
   void SetStatus(Entry& e, NodeStatus s, const std::string& why);  // REQUIRES: mu_ held
   void AddEvent(const std::string& node, std::string type, std::string message);  // REQUIRES: mu_

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cloud/telemetry_codec.h"
 #include "common/bootstrap_token.h"
 
 namespace verge::cloud {
@@ -54,8 +55,11 @@ Status Server::Start() {
   registry_ = std::make_unique<Registry>(
       *store_, clock_, RegistryOptions{config_.degraded_after, config_.offline_after});
   VERGE_RETURN_IF_ERROR(registry_->Load());
-  link_ = std::make_unique<LinkService>(*registry_, clock_);
-  api_ = std::make_unique<Api>(*registry_, *tokens_, *link_, clock_);
+  telemetry_ = std::make_unique<TelemetryWriter>(*store_);
+  link_ = std::make_unique<LinkService>(*registry_, *store_, *telemetry_, clock_);
+  devices_ = std::make_unique<DeviceService>(*store_, *registry_, *link_, clock_);
+  api_ =
+      std::make_unique<Api>(*registry_, *tokens_, *link_, *devices_, *telemetry_, *store_, clock_);
   join_ = std::make_unique<JoinService>(*registry_, *tokens_, identity_->ca, config_.node_cert_days,
                                         clock_);
 
@@ -79,6 +83,7 @@ Status Server::Start() {
                          [this](const http::Request& r) { return join_->Handle(r); }, true}));
   VERGE_RETURN_IF_ERROR(WriteClientFiles());
   api_->set_link_address(ClientAddress(link_address_));
+  telemetry_->Start();
   net_->Start();
   maintenance_ = std::thread([this] { Maintenance(); });
   spdlog::info("verge-cloud {} serving API on https://{} and the link on {} (data in {})",
@@ -130,6 +135,16 @@ void Server::Maintenance() {
           !st.ok()) {
         spdlog::error("pruning node events: {}", st.message());
       }
+      // Whole chunks, which never cross an hour: what goes is at least `retention` old.
+      int64_t cutoff_ns = (clock_.WallMs() - config_.telemetry_retention.count()) * 1'000'000;
+      if (cutoff_ns > 0) {
+        auto pruned = store_->PruneTelemetry(ChunkBucket(cutoff_ns));
+        if (!pruned.ok()) {
+          spdlog::error("pruning telemetry: {}", pruned.status().message());
+        } else if (*pruned > 0) {
+          spdlog::info("telemetry retention: removed {} chunks", *pruned);
+        }
+      }
       next_prune = now + int64_t{3600} * 1000;
     }
     lock.lock();
@@ -146,6 +161,9 @@ void Server::Stop() {
   if (maintenance_.joinable()) maintenance_.join();
   if (link_) link_->DisconnectAll(v1::Goodbye::SHUTTING_DOWN, "cloud is shutting down");
   if (net_) net_->Stop();
+  // No frame arrives any more: commit what was received (its acks go nowhere; nodes resend
+  // and find it stored).
+  if (telemetry_) telemetry_->Stop();
   if (registry_) {
     if (auto st = registry_->Flush(); !st.ok())
       spdlog::error("final registry write: {}", st.message());

@@ -1,6 +1,8 @@
 // cloud::Server: the composition root of verge-cloud. It builds every service in order —
-// data dir lock, store, identity (CA), tokens, registry, link, API, network — and stops them
-// in reverse. Nothing else in the cloud constructs services or holds globals.
+// data dir lock, store, identity (CA), tokens, registry, telemetry writer, link, devices, API,
+// network — and stops them in reverse. Nothing else in the cloud constructs services or holds
+// globals. Threads: the network's I/O threads, the telemetry writer's two (commits and acks,
+// compaction), and one maintenance thread (status sweeps, write-behind flushes, retention).
 // Thread-safety: Start/Stop from one thread; accessors are for tests and are thread-safe.
 #pragma once
 
@@ -11,11 +13,13 @@
 
 #include "cloud/api.h"
 #include "cloud/config.h"
+#include "cloud/devices.h"
 #include "cloud/identity.h"
 #include "cloud/link_service.h"
 #include "cloud/net.h"
 #include "cloud/registry.h"
 #include "cloud/store_sqlite.h"
+#include "cloud/telemetry.h"
 #include "cloud/tokens.h"
 #include "common/fs.h"
 
@@ -34,6 +38,7 @@ class Server {
   const std::string& api_address() const { return api_address_; }
   const std::string& link_address() const { return link_address_; }
   Registry& registry() { return *registry_; }
+  Store& store() { return *store_; }
 
  private:
   Status WriteClientFiles();
@@ -47,7 +52,9 @@ class Server {
   std::optional<CloudIdentity> identity_;
   std::unique_ptr<TokenService> tokens_;
   std::unique_ptr<Registry> registry_;
+  std::unique_ptr<TelemetryWriter> telemetry_;
   std::unique_ptr<LinkService> link_;
+  std::unique_ptr<DeviceService> devices_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<JoinService> join_;
   std::unique_ptr<NetServer> net_;

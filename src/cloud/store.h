@@ -2,9 +2,14 @@
 // a shared backend (PostgreSQL, a later issue) several replicas can serve one fleet.
 // SQLite (store_sqlite.h) is the embedded default.
 //
-// Every method is atomic on its own. Thread-safety: implementations are thread-safe.
+// Every method is atomic on its own. Telemetry is written by one thread (the TelemetryWriter)
+// in large transactions; an implementation must not make control-plane calls (nodes, devices,
+// events) wait behind them for longer than one such transaction.
+//
+// Thread-safety: implementations are thread-safe.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -54,6 +59,116 @@ class Store {
   // Small named values: CA, admin token hash, settings that must survive restarts.
   virtual Result<std::optional<std::string>> GetMeta(const std::string& key) = 0;
   virtual Status PutMeta(const std::string& key, const std::string& value) = 0;
+
+  // Devices. Every change bumps, in the same transaction, the desired-state version of each
+  // node it touches (both nodes when a device moves) and returns those nodes' new versions.
+  struct VersionBump {
+    std::string node;
+    uint64_t version = 0;
+    bool operator==(const VersionBump&) const = default;
+  };
+  // kAlreadyExists if the name is taken.
+  virtual Result<std::vector<VersionBump>> InsertDevice(const Device& device) = 0;
+  // Replaces node, spec, hashes and updated_ms of an existing device (created_ms is kept).
+  // kNotFound if absent.
+  virtual Result<std::vector<VersionBump>> UpdateDevice(const Device& device) = 0;
+  virtual Result<std::vector<VersionBump>> DeleteDevice(const std::string& name) = 0;
+  virtual Result<std::optional<Device>> GetDevice(const std::string& name) = 0;
+  // Sorted by name; node "" lists every device.
+  virtual Result<std::vector<Device>> ListDevices(const std::string& node) = 0;
+  // The node's version and devices, read in one transaction so that they belong together.
+  // A node nothing was ever declared for has version 0 and no devices.
+  virtual Result<DesiredState> GetDesiredState(const std::string& node) = 0;
+  // Makes the node's version greater than `above` if it is not already, returning the
+  // version. For a node that reports a version the cloud never issued (a restored backup),
+  // so that the next document it gets is newer than anything it has seen.
+  virtual Result<uint64_t> RaiseDesiredVersion(const std::string& node, uint64_t above) = 0;
+
+  struct StateReport {
+    std::string node;
+    uint64_t applied_version = 0;
+    std::string error;
+    int64_t reported_ms = 0;
+  };
+  // Batched, like heartbeats: state reports are written behind.
+  virtual Status UpdateStateReports(std::span<const StateReport> reports) = 0;
+
+  // Telemetry, in two stages (telemetry.h explains why). An uplink batch is first stored as
+  // received ("staged": one row per batch, its bytes as the node sent them), in the same
+  // transaction that records its (node, seq) as stored; compaction later turns staged batches
+  // into chunks — one series' readings within one hour of the time grid, many batches at
+  // once — and deletes them, in one transaction. Queries read both.
+  struct UplinkRecord {
+    std::string node;
+    uint64_t seq = 0;
+    uint64_t low_seq = 0;  // every seq below it is acknowledged or dropped by the node
+    uint64_t count = 0;    // readings
+    int64_t min_ts = 0;    // ns, earliest and latest reading
+    int64_t max_ts = 0;
+    int codec = 0;     // v1::Codec of data
+    std::string data;  // the batch's ReadingBatch, compressed with codec, already validated
+  };
+  // Stages every batch whose (node, seq) was not stored before, all in one transaction, and
+  // forgets pairs below each batch's low_seq. result[i] is true when batch i was stored now,
+  // false when it was already stored (or is below the node's low_seq, so acknowledged before).
+  virtual Result<std::vector<bool>> StoreUplink(std::span<const UplinkRecord* const> batches) = 0;
+
+  struct StagedBatch {
+    int64_t id = 0;  // increasing in the order batches were stored
+    UplinkRecord record;
+  };
+  // The oldest staged batches: at most max_batches, and no more than max_readings readings
+  // (but at least one batch if any is staged). *more says whether others are staged.
+  virtual Result<std::vector<StagedBatch>> ListStaged(size_t max_batches, uint64_t max_readings,
+                                                      bool* more) = 0;
+  // Staged batches with readings in [from_ns, to_ns], from `node` ("" any), oldest first,
+  // while fn returns true.
+  virtual Status ScanStaged(int64_t from_ns, int64_t to_ns, const std::string& node,
+                            const std::function<bool(const StagedBatch&)>& fn) = 0;
+
+  struct ChunkRecord {
+    std::string node;
+    std::string device;
+    std::string metric;
+    int64_t start_ts = 0;  // ns, first and last reading in the chunk
+    int64_t end_ts = 0;
+    uint32_t count = 0;
+    std::string data;  // telemetry_codec.h
+  };
+  // Stores the chunks and deletes the staged batches they were made from, in one transaction.
+  virtual Status CommitCompaction(std::span<const int64_t> staged_ids,
+                                  std::span<const ChunkRecord> chunks) = 0;
+
+  // The highest seq stored for the node (0: none), for HelloAck.
+  virtual Result<uint64_t> UplinkStoredSeq(const std::string& node) = 0;
+  // Forgets which seqs of the node are stored (not the readings), for a node that numbers
+  // its batches afresh: its new batches are new data, whatever their seqs.
+  virtual Status ResetUplink(const std::string& node) = 0;
+
+  struct SeriesInfo {
+    int64_t id = 0;
+    std::string device;
+    std::string metric;
+  };
+  // The device's series, sorted by metric; metric "" for all of them.
+  virtual Result<std::vector<SeriesInfo>> FindSeries(const std::string& device,
+                                                     const std::string& metric) = 0;
+  struct StoredChunk {
+    int64_t id = 0;
+    std::string node;
+    int64_t start_ts = 0;
+    int64_t end_ts = 0;
+    int64_t count = 0;
+    std::string data;
+  };
+  // Calls fn with each chunk of the series with start_ts in [start_from, start_to], ordered
+  // by start_ts then id, while fn returns true. node "" means chunks from any node.
+  virtual Status ScanChunks(int64_t series_id, const std::string& node, int64_t start_from,
+                            int64_t start_to,
+                            const std::function<bool(const StoredChunk&)>& fn) = 0;
+  // Deletes whole chunks that start before `start_before_ns`, and staged batches whose readings
+  // are all older; returns how many rows went.
+  virtual Result<int64_t> PruneTelemetry(int64_t start_before_ns) = 0;
 };
 
 }  // namespace verge::cloud

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cloud/device_spec.h"
+
 namespace verge::cloud {
 namespace {
 
@@ -59,6 +61,66 @@ CREATE TABLE meta (
   value TEXT NOT NULL
 );
 )sql"},
+    {2, R"sql(
+CREATE TABLE devices (
+  name TEXT PRIMARY KEY,
+  node TEXT NOT NULL,
+  labels TEXT NOT NULL,              -- JSON object
+  token_sha256 TEXT NOT NULL,
+  mqtt_password_hash TEXT NOT NULL,
+  spec TEXT NOT NULL,                -- JSON: metrics, allowUndeclared, modbus (the API's shape)
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL
+);
+CREATE INDEX devices_by_node ON devices(node, name);
+-- Not tied to nodes: devices and versions outlive a decommissioned node, so that a node that
+-- joins again under the same name gets a version newer than anything it could have cached.
+CREATE TABLE node_state (
+  node TEXT PRIMARY KEY,
+  desired_version INTEGER NOT NULL DEFAULT 0,
+  applied_version INTEGER NOT NULL DEFAULT 0,
+  error TEXT NOT NULL DEFAULT '',
+  reported_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE telemetry_series (
+  id INTEGER PRIMARY KEY,
+  node TEXT NOT NULL,                -- the node that first sent it
+  device TEXT NOT NULL,
+  metric TEXT NOT NULL,
+  UNIQUE (device, metric)
+);
+CREATE TABLE telemetry_chunks (
+  series_id INTEGER NOT NULL,
+  node TEXT NOT NULL,
+  start_ts INTEGER NOT NULL,         -- ns; a chunk never crosses an hour of the epoch grid
+  end_ts INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  data BLOB NOT NULL                 -- telemetry_codec.h
+);
+CREATE INDEX telemetry_chunks_by_series ON telemetry_chunks(series_id, start_ts);
+-- Uplink batches as received, until compaction turns them into chunks (telemetry.h).
+CREATE TABLE telemetry_staged (
+  id INTEGER PRIMARY KEY,
+  node TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  min_ts INTEGER NOT NULL,
+  max_ts INTEGER NOT NULL,
+  codec INTEGER NOT NULL,            -- verge.v1.Codec
+  data BLOB NOT NULL                 -- a verge.v1.ReadingBatch, compressed with codec
+);
+-- Exactly-once storage: which uplink batches of each node are stored.
+CREATE TABLE uplink_received (
+  node TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY (node, seq)
+) WITHOUT ROWID;
+CREATE TABLE uplink_progress (
+  node TEXT PRIMARY KEY,
+  max_seq INTEGER NOT NULL,          -- highest seq stored
+  low_seq INTEGER NOT NULL           -- every seq below is acknowledged or dropped by the node
+);
+)sql"},
 };
 
 json ResourcesJson(const Resources& r) {
@@ -96,6 +158,13 @@ constexpr const char* kNodeColumns =
     "name, type, region, labels, capabilities, capacity, used, ip, addresses, agent_version, "
     "hostname, os, arch, cert_serial, cert_not_after_ms, created_ms, last_heartbeat_ms, status, "
     "status_since_ms";
+// What ReadNode reads: the node's record and its desired-state row, if it has one.
+constexpr const char* kNodeSelect =
+    "SELECT name, type, region, labels, capabilities, capacity, used, ip, addresses, "
+    "agent_version, hostname, os, arch, cert_serial, cert_not_after_ms, created_ms, "
+    "last_heartbeat_ms, status, status_since_ms, COALESCE(s.desired_version, 0), "
+    "COALESCE(s.applied_version, 0), COALESCE(s.error, ''), COALESCE(s.reported_ms, 0) "
+    "FROM nodes LEFT JOIN node_state s ON s.node = nodes.name";
 
 Node ReadNode(const sql::Stmt& s) {
   Node n;
@@ -118,7 +187,54 @@ Node ReadNode(const sql::Stmt& s) {
   n.last_heartbeat_ms = s.Int(16);
   n.status = NodeStatusFromName(s.Text(17));
   n.status_since_ms = s.Int(18);
+  n.desired_version = static_cast<uint64_t>(s.Int(19));
+  n.applied_version = static_cast<uint64_t>(s.Int(20));
+  n.state_error = s.Text(21);
+  n.state_reported_ms = s.Int(22);
   return n;
+}
+
+constexpr const char* kDeviceColumns =
+    "name, node, labels, token_sha256, mqtt_password_hash, spec, created_ms, updated_ms";
+
+Result<Device> ReadDevice(const sql::Stmt& s) {
+  Device d;
+  d.name = s.Text(0);
+  d.node = s.Text(1);
+  json spec = json::parse(s.Text(5), nullptr, false);
+  auto parsed = DeviceSpecFromJson(spec);
+  if (!parsed.ok()) return parsed.status().Wrap("device \"" + d.name + "\"");
+  d.spec = std::move(*parsed);
+  d.spec.labels = JsonOr<std::map<std::string, std::string>>(s.Text(2), {});
+  d.token_sha256 = s.Text(3);
+  d.mqtt_password_hash = s.Text(4);
+  d.created_ms = s.Int(6);
+  d.updated_ms = s.Int(7);
+  return d;
+}
+
+// Bumps the node's desired-state version. REQUIRES: inside a transaction on db.
+Result<uint64_t> BumpVersion(sql::Db& db, const std::string& node) {
+  VERGE_ASSIGN_OR_RETURN(
+      auto st, db.Prepare("INSERT INTO node_state (node, desired_version) VALUES (?, 1) "
+                          "ON CONFLICT (node) DO UPDATE SET desired_version = desired_version + 1 "
+                          "RETURNING desired_version"));
+  st.Bind(1, node);
+  VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row)
+    return Error(Code::kInternal, "bumping the version of node \"{}\" returned nothing", node);
+  auto v = static_cast<uint64_t>(st.Int(0));
+  VERGE_RETURN_IF_ERROR(st.Run());
+  return v;
+}
+
+// The node of an existing device, or nullopt. REQUIRES: mu_ held.
+Result<std::optional<std::string>> DeviceNode(sql::Db& db, const std::string& name) {
+  VERGE_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT node FROM devices WHERE name=?"));
+  st.Bind(1, name);
+  VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<std::string>();
+  return std::optional<std::string>(st.Text(0));
 }
 
 BootstrapToken ReadToken(const sql::Stmt& s) {
@@ -140,7 +256,14 @@ std::span<const sql::Migration> SqliteStore::Migrations() { return kMigrations; 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
   VERGE_ASSIGN_OR_RETURN(auto db, sql::Db::Open(path));
   VERGE_RETURN_IF_ERROR(db.Migrate(kMigrations).Wrap("migrating " + path));
-  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(db)));
+  auto store = std::unique_ptr<SqliteStore>(new SqliteStore(std::move(db)));
+  if (path != ":memory:" && !path.empty()) {
+    VERGE_ASSIGN_OR_RETURN(auto writer, sql::Db::Open(path));
+    VERGE_ASSIGN_OR_RETURN(auto reader, sql::Db::Open(path));
+    store->writer_db_.emplace(std::move(writer));
+    store->reader_db_.emplace(std::move(reader));
+  }
+  return store;
 }
 
 Status SqliteStore::WriteNode(const Node& n, bool insert) {
@@ -200,8 +323,7 @@ Status SqliteStore::UpdateNodes(std::span<const Node> nodes) {
 
 Result<std::optional<Node>> SqliteStore::GetNode(const std::string& name) {
   std::lock_guard lock(mu_);
-  VERGE_ASSIGN_OR_RETURN(
-      auto st, db_.Prepare(fmt::format("SELECT {} FROM nodes WHERE name=?", kNodeColumns)));
+  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare(fmt::format("{} WHERE name=?", kNodeSelect)));
   st.Bind(1, name);
   VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return std::optional<Node>();
@@ -210,8 +332,7 @@ Result<std::optional<Node>> SqliteStore::GetNode(const std::string& name) {
 
 Result<std::vector<Node>> SqliteStore::ListNodes() {
   std::lock_guard lock(mu_);
-  VERGE_ASSIGN_OR_RETURN(
-      auto st, db_.Prepare(fmt::format("SELECT {} FROM nodes ORDER BY name", kNodeColumns)));
+  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare(fmt::format("{} ORDER BY name", kNodeSelect)));
   std::vector<Node> out;
   for (;;) {
     VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -235,6 +356,15 @@ Status SqliteStore::DecommissionNode(const std::string& name, const RevokedCert&
                               .Bind(3, rev.revoked_ms)
                               .Bind(4, rev.reason)
                               .Run());
+  }
+  // A node that joins again under this name starts its uplink sequence and its applied
+  // state afresh; its devices and desired-state version stay (see node_state).
+  for (const char* q :
+       {"DELETE FROM uplink_received WHERE node=?", "DELETE FROM uplink_progress WHERE node=?",
+        "UPDATE node_state SET applied_version=0, error='', reported_ms=0 "
+        "WHERE node=?"}) {
+    VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare(q));
+    VERGE_RETURN_IF_ERROR(st.Bind(1, name).Run());
   }
   return txn.Commit();
 }
@@ -367,6 +497,146 @@ Status SqliteStore::PutMeta(const std::string& key, const std::string& value) {
   std::lock_guard lock(mu_);
   VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("INSERT OR REPLACE INTO meta VALUES (?,?)"));
   return st.Bind(1, key).Bind(2, value).Run();
+}
+
+Status SqliteStore::WriteDevice(const Device& d, bool insert) {
+  std::string sql =
+      insert ? fmt::format("INSERT INTO devices ({}) VALUES (?,?,?,?,?,?,?,?)", kDeviceColumns)
+             : "UPDATE devices SET node=?2, labels=?3, token_sha256=?4, mqtt_password_hash=?5, "
+               "spec=?6, updated_ms=?8 WHERE name=?1";
+  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare(sql));
+  st.Bind(1, d.name)
+      .Bind(2, d.node)
+      .Bind(3, json(d.spec.labels).dump())
+      .Bind(4, d.token_sha256)
+      .Bind(5, d.mqtt_password_hash)
+      .Bind(6, DeviceSpecJson(d.spec).dump())
+      .Bind(7, d.created_ms)
+      .Bind(8, d.updated_ms);
+  auto rs = st.Run();
+  if (rs.code() == Code::kAlreadyExists) {
+    return Error(Code::kAlreadyExists, "device \"{}\" already exists", d.name);
+  }
+  return rs;
+}
+
+Result<std::vector<Store::VersionBump>> SqliteStore::InsertDevice(const Device& d) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto txn, sql::Txn::Begin(db_));
+  VERGE_RETURN_IF_ERROR(WriteDevice(d, true));
+  VERGE_ASSIGN_OR_RETURN(uint64_t v, BumpVersion(db_, d.node));
+  VERGE_RETURN_IF_ERROR(txn.Commit());
+  return std::vector<VersionBump>{{d.node, v}};
+}
+
+Result<std::vector<Store::VersionBump>> SqliteStore::UpdateDevice(const Device& d) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto txn, sql::Txn::Begin(db_));
+  VERGE_ASSIGN_OR_RETURN(auto old_node, DeviceNode(db_, d.name));
+  if (!old_node) return Error(Code::kNotFound, "device \"{}\" not found", d.name);
+  VERGE_RETURN_IF_ERROR(WriteDevice(d, false));
+  std::vector<VersionBump> bumps;
+  VERGE_ASSIGN_OR_RETURN(uint64_t v, BumpVersion(db_, *old_node));
+  bumps.push_back({*old_node, v});
+  if (*old_node != d.node) {
+    VERGE_ASSIGN_OR_RETURN(uint64_t v2, BumpVersion(db_, d.node));
+    bumps.push_back({d.node, v2});
+  }
+  VERGE_RETURN_IF_ERROR(txn.Commit());
+  return bumps;
+}
+
+Result<std::vector<Store::VersionBump>> SqliteStore::DeleteDevice(const std::string& name) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto txn, sql::Txn::Begin(db_));
+  VERGE_ASSIGN_OR_RETURN(auto node, DeviceNode(db_, name));
+  if (!node) return Error(Code::kNotFound, "device \"{}\" not found", name);
+  VERGE_ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM devices WHERE name=?"));
+  VERGE_RETURN_IF_ERROR(del.Bind(1, name).Run());
+  VERGE_ASSIGN_OR_RETURN(uint64_t v, BumpVersion(db_, *node));
+  VERGE_RETURN_IF_ERROR(txn.Commit());
+  return std::vector<VersionBump>{{*node, v}};
+}
+
+Result<std::optional<Device>> SqliteStore::GetDevice(const std::string& name) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(
+      auto st, db_.Prepare(fmt::format("SELECT {} FROM devices WHERE name=?", kDeviceColumns)));
+  st.Bind(1, name);
+  VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<Device>();
+  VERGE_ASSIGN_OR_RETURN(auto d, ReadDevice(st));
+  return std::optional<Device>(std::move(d));
+}
+
+Result<std::vector<Device>> SqliteStore::ListDevicesLocked(const std::string& node) {
+  std::string sql =
+      node.empty()
+          ? fmt::format("SELECT {} FROM devices ORDER BY name", kDeviceColumns)
+          : fmt::format("SELECT {} FROM devices WHERE node=? ORDER BY name", kDeviceColumns);
+  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare(sql));
+  if (!node.empty()) st.Bind(1, node);
+  std::vector<Device> out;
+  for (;;) {
+    VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    VERGE_ASSIGN_OR_RETURN(auto d, ReadDevice(st));
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+Result<std::vector<Device>> SqliteStore::ListDevices(const std::string& node) {
+  std::lock_guard lock(mu_);
+  return ListDevicesLocked(node);
+}
+
+Result<DesiredState> SqliteStore::GetDesiredState(const std::string& node) {
+  // Every write of devices and versions takes mu_ too, so the two reads below see one state.
+  std::lock_guard lock(mu_);
+  DesiredState ds;
+  VERGE_ASSIGN_OR_RETURN(auto st,
+                         db_.Prepare("SELECT desired_version FROM node_state WHERE node=?"));
+  st.Bind(1, node);
+  VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (row) ds.version = static_cast<uint64_t>(st.Int(0));
+  VERGE_ASSIGN_OR_RETURN(ds.devices, ListDevicesLocked(node));
+  return ds;
+}
+
+Result<uint64_t> SqliteStore::RaiseDesiredVersion(const std::string& node, uint64_t above) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(
+      auto st, db_.Prepare("INSERT INTO node_state (node, desired_version) VALUES (?1, ?2 + 1) "
+                           "ON CONFLICT (node) DO UPDATE SET desired_version = "
+                           "MAX(desired_version, ?2 + 1) RETURNING desired_version"));
+  st.Bind(1, node).Bind(2, static_cast<int64_t>(above));
+  VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row)
+    return Error(Code::kInternal, "raising the version of node \"{}\" returned nothing", node);
+  auto v = static_cast<uint64_t>(st.Int(0));
+  VERGE_RETURN_IF_ERROR(st.Run());
+  return v;
+}
+
+Status SqliteStore::UpdateStateReports(std::span<const StateReport> reports) {
+  if (reports.empty()) return Status::Ok();
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto txn, sql::Txn::Begin(db_));
+  VERGE_ASSIGN_OR_RETURN(
+      auto st, db_.Prepare("INSERT INTO node_state (node, applied_version, error, reported_ms) "
+                           "VALUES (?,?,?,?) ON CONFLICT (node) DO UPDATE SET "
+                           "applied_version=excluded.applied_version, error=excluded.error, "
+                           "reported_ms=excluded.reported_ms"));
+  for (const auto& r : reports) {
+    st.Bind(1, r.node)
+        .Bind(2, static_cast<int64_t>(r.applied_version))
+        .Bind(3, r.error)
+        .Bind(4, r.reported_ms);
+    VERGE_RETURN_IF_ERROR(st.Run());
+    st.Reset();
+  }
+  return txn.Commit();
 }
 
 }  // namespace verge::cloud

@@ -1,6 +1,9 @@
 #include "ctl/commands.h"
 
+#include <yaml-cpp/yaml.h>
+
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -10,6 +13,7 @@
 
 #include "common/clock.h"
 #include "common/duration.h"
+#include "common/fs.h"
 #include "common/http.h"
 #include "common/https_client.h"
 
@@ -154,6 +158,8 @@ class Cli {
     app_.add_option("--token", flags_.token, "Admin API token (or $VERGE_TOKEN)");
     DefineNodes();
     DefineToken();
+    DefineDevices();
+    DefineData();
     // Subcommand help does not list the inherited options; say that they exist.
     for (CLI::App* group : app_.get_subcommands([](CLI::App*) { return true; })) {
       for (CLI::App* sub : group->get_subcommands([](CLI::App*) { return true; })) {
@@ -296,6 +302,133 @@ class Cli {
     });
   }
 
+  void DefineDevices() {
+    CLI::App* devices = app_.add_subcommand("devices", "Declare, list, inspect and delete devices");
+    devices->alias("device");
+    devices->require_subcommand(1);
+
+    CLI::App* add = devices->add_subcommand(
+        "add", "Declare a device on a node; prints its token, shown only this once");
+    add->add_option("NAME", name_, "Device name")->required();
+    add->add_option("--node", node_, "Node the device sends to");
+    add->add_option("--labels", labels_csv_, "Labels: k=v,k2=v2");
+    add->add_option(
+        "-f,--file", file_,
+        "YAML or JSON with the device's fields (metrics, modbus, ...; see docs/api.md)");
+    add->callback([this] {
+      auto labels =
+          labels_csv_.empty() ? Result<Json>(Json::object()) : ParseLabelList(labels_csv_);
+      if (!labels.ok()) throw CLI::ValidationError("--labels", labels.status().message());
+      Select(true, [this, labels = *labels](Context& ctx) -> Status {
+        std::optional<Json> doc;
+        if (!file_.empty()) {
+          VERGE_ASSIGN_OR_RETURN(std::string text, ReadFile(file_));
+          VERGE_ASSIGN_OR_RETURN(doc, ParseDocument(text, file_));
+        }
+        VERGE_ASSIGN_OR_RETURN(Json body, DeviceBody(name_, node_, labels, doc));
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("POST", "/api/v1/devices", body));
+        Print(ctx, j, [](const Json& d) { return DeviceTokenText(d, false); });
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* list = devices->add_subcommand("list", "List devices");
+    list->alias("ls");
+    list->add_option("--node", node_, "Only the devices of this node");
+    list->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        std::string target = "/api/v1/devices";
+        if (!node_.empty()) target += "?node=" + http::UrlEncode(node_);
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("GET", target));
+        Print(
+            ctx, j, [&](const Json& d) { return DevicesTable(d, ctx.now_ms); }, "devices");
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* get = devices->add_subcommand("get", "Show one device");
+    get->add_option("NAME", name_, "Device name")->required();
+    get->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("GET", "/api/v1/devices/" + PathPart(name_)));
+        Print(ctx, j, [&](const Json& d) { return DevicesTable(d, ctx.now_ms); });
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* del = devices->add_subcommand("delete", "Delete a device");
+    del->alias("rm");
+    del->add_option("NAME", name_, "Device name")->required();
+    del->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j,
+                               ctx.api->Call("DELETE", "/api/v1/devices/" + PathPart(name_)));
+        Print(ctx, j, [&](const Json&) { return fmt::format("device \"{}\" deleted\n", name_); });
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* token = devices->add_subcommand(
+        "token", "Give a device a new token (rotate); prints it, shown only this once");
+    token->add_option("NAME", name_, "Device name")->required();
+    token->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(
+            Json j, ctx.api->Call("POST", "/api/v1/devices/" + PathPart(name_) + "/token"));
+        Print(ctx, j, [](const Json& d) { return DeviceTokenText(d, true); });
+        return Status::Ok();
+      });
+    });
+  }
+
+  void DefineData() {
+    CLI::App* data = app_.add_subcommand("data", "Query telemetry stored in the cloud");
+    data->require_subcommand(1);
+    CLI::App* query = data->add_subcommand(
+        "query", "Readings of one device, ordered by metric then time (raw or aggregated)");
+    query->add_option("--device", device_, "Device name")->required();
+    query->add_option("--node", node_, "Only readings sent by this node");
+    query->add_option("--metric", metric_, "Only this metric");
+    query->add_option("--from", from_,
+                      "Start (inclusive): RFC 3339, epoch ms, or how long ago (1h)");
+    query->add_option("--to", to_, "End (exclusive); default: now + 1h");
+    query->add_option("--step", step_, "Bucket width for --agg, e.g. 1m")
+        ->check(DurationValidator());
+    query->add_option("--agg", agg_, "Aggregate per bucket")
+        ->check(CLI::IsMember({"avg", "min", "max", "sum", "count"}));
+    query->add_option("--limit", limit_, "Most points to return (server default: 10000)")
+        ->check(CLI::Range(1, 100000));
+    query->add_option("--after", after_,
+                      "Continue after this point: METRIC,TSNS of the last point of a page");
+    query->callback([this] {
+      if (step_.empty() != agg_.empty()) {
+        throw CLI::ValidationError("--step/--agg", "--step and --agg go together");
+      }
+      Select(true, [this](Context& ctx) -> Status {
+        std::string target = "/api/v1/telemetry?device=" + http::UrlEncode(device_);
+        for (auto [key, value] : {std::pair{"node", &node_},
+                                  {"metric", &metric_},
+                                  {"from", &from_},
+                                  {"to", &to_},
+                                  {"step", &step_},
+                                  {"agg", &agg_},
+                                  {"after", &after_}}) {
+          if (!value->empty()) target += fmt::format("&{}={}", key, http::UrlEncode(*value));
+        }
+        if (limit_) target += fmt::format("&limit={}", *limit_);
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("GET", target));
+        Print(ctx, j, PointsTable, "points");
+        size_t limit = limit_ ? static_cast<size_t>(*limit_) : 10000;
+        if (ctx.format == OutputFormat::kTable && j.is_array() && j.size() == limit) {
+          const Json& last = j.back();
+          ctx.err << fmt::format("{} points shown; there may be more: add --after {},{}\n", limit,
+                                 last.value("metric", ""), last.value("tsNs", int64_t{0}));
+        }
+        return Status::Ok();
+      });
+    });
+  }
+
   void Select(bool needs_api, std::function<Status(Context&)> run) {
     command_ = Command{needs_api, std::move(run)};
   }
@@ -310,6 +443,16 @@ class Cli {
   std::string ttl_ = "24h";
   std::string description_;
   std::string token_id_;
+  std::string node_;
+  std::string labels_csv_;
+  std::string file_;
+  std::string device_;
+  std::string metric_;
+  std::string from_;
+  std::string to_;
+  std::string step_;
+  std::string agg_;
+  std::string after_;
   Command command_;
 };
 
@@ -339,6 +482,103 @@ Result<Json> ParseLabelArgs(const std::vector<std::string>& args) {
   }
   if (labels.empty()) return Error(Code::kInvalidArgument, "no labels given");
   return labels;
+}
+
+Result<Json> ParseLabelList(std::string_view csv) {
+  Json labels = Json::object();
+  size_t start = 0;
+  while (start <= csv.size()) {
+    size_t comma = csv.find(',', start);
+    std::string_view item =
+        csv.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    size_t eq = item.find('=');
+    if (eq == std::string_view::npos || eq == 0) {
+      return Error(Code::kInvalidArgument, "label {:?}: use KEY=VALUE, separated by commas", item);
+    }
+    std::string key(item.substr(0, eq));
+    if (labels.contains(key)) {
+      return Error(Code::kInvalidArgument, "label \"{}\" is given more than once", key);
+    }
+    labels[key] = std::string(item.substr(eq + 1));
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return labels;
+}
+
+namespace {
+
+// A plain YAML scalar as JSON: null, bool, integer or float where YAML 1.2 reads one.
+Json YamlScalar(const YAML::Node& n) {
+  const std::string& s = n.Scalar();
+  if (n.Tag() == "!") return s;  // quoted: a string whatever it looks like
+  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  int64_t i = 0;
+  auto [pi, ei] = std::from_chars(s.data(), s.data() + s.size(), i);
+  if (ei == std::errc() && pi == s.data() + s.size()) return i;
+  double d = 0;
+  auto [pd, ed] = std::from_chars(s.data(), s.data() + s.size(), d);
+  if (ed == std::errc() && pd == s.data() + s.size() && std::isfinite(d)) return d;
+  return s;
+}
+
+Json YamlToJson(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: {
+      Json j = Json::object();
+      for (const auto& kv : n) j[kv.first.as<std::string>()] = YamlToJson(kv.second);
+      return j;
+    }
+    case YAML::NodeType::Sequence: {
+      Json j = Json::array();
+      for (const auto& v : n) j.push_back(YamlToJson(v));
+      return j;
+    }
+    case YAML::NodeType::Scalar:
+      return YamlScalar(n);
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace
+
+Result<Json> ParseDocument(std::string_view text, std::string_view name) {
+  size_t first = text.find_first_not_of(" \t\r\n");
+  Json doc;
+  if (first != std::string_view::npos && text[first] == '{') {
+    doc = Json::parse(text, nullptr, false);
+    if (doc.is_discarded()) return Error(Code::kInvalidArgument, "{}: not valid JSON", name);
+  } else {
+    try {
+      doc = YamlToJson(YAML::Load(std::string(text)));
+    } catch (const YAML::Exception& e) {
+      return Error(Code::kInvalidArgument, "{}: line {}, column {}: {}", name, e.mark.line + 1,
+                   e.mark.column + 1, e.msg);
+    }
+  }
+  if (!doc.is_object()) {
+    return Error(Code::kInvalidArgument, "{}: must be a mapping of device fields", name);
+  }
+  return doc;
+}
+
+Result<Json> DeviceBody(const std::string& name, const std::string& node, const Json& labels,
+                        const std::optional<Json>& document) {
+  Json body = document ? *document : Json::object();
+  if (auto it = body.find("name"); it != body.end() && !it->is_null() && *it != name) {
+    return Error(Code::kInvalidArgument, "the file names device {} but the command names \"{}\"",
+                 it->dump(), name);
+  }
+  body["name"] = name;
+  if (!node.empty()) body["node"] = node;
+  if (!labels.empty()) {
+    if (!body.contains("labels") || !body["labels"].is_object()) body["labels"] = Json::object();
+    for (const auto& [k, v] : labels.items()) body["labels"][k] = v;
+  }
+  return body;
 }
 
 int Run(int argc, const char* const* argv, const EnvLookup& env, std::ostream& out,

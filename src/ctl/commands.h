@@ -1,11 +1,13 @@
-// The vergectl command tree (nodes, token, status, version) and the code that runs each
-// command against verge-cloud's REST API. Run() is the whole program, with the environment
-// and output streams passed in, so tests drive the real command line without a process.
-// Thread-safety: Run() is reentrant; each call builds its own parser and client.
+// The vergectl command tree (nodes, token, devices, data, status, version) and the code that runs
+// each command against verge-cloud's REST API. Run() is the whole program, with the environment and
+// output streams passed in, so tests drive the real command line without a process. Thread-safety:
+// Run() is reentrant; each call builds its own parser and client.
 #pragma once
 
 #include <iosfwd>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -18,6 +20,20 @@ namespace verge::ctl {
 // "k=v" sets k to v, "k=" sets k to the empty value, "k-" removes k (value null). Naming one
 // key twice is an error, because which of the two was meant is a guess.
 Result<Json> ParseLabelArgs(const std::vector<std::string>& args);
+
+// Reads `devices add --labels` "k=v,k2=v2" into an object. Empty values are allowed ("k="),
+// a key given twice is an error.
+Result<Json> ParseLabelList(std::string_view csv);
+
+// Reads a document given with -f: JSON, or YAML with the same fields (YAML scalars become
+// JSON numbers, booleans and nulls as YAML reads them; quoted ones stay strings). `name` is
+// the file's name, for messages. The top level must be a mapping.
+Result<Json> ParseDocument(std::string_view text, std::string_view name);
+
+// The POST /api/v1/devices body: the -f document (or {}), with NAME, --node and --labels
+// applied over it. A NAME that differs from the document's "name" is an error.
+Result<Json> DeviceBody(const std::string& name, const std::string& node, const Json& labels,
+                        const std::optional<Json>& document);
 
 // Parses argv, runs the command and returns the exit code: 0 done, 1 the command failed
 // (message on `err` as "vergectl: ..."), 2 the command line is wrong.

@@ -315,4 +315,69 @@ std::string TokenCreatedText(const Json& token) {
       Sanitize(Field(token, "id")), expires.empty() ? "never" : ShortTime(expires), secret, secret);
 }
 
+std::string DevicesTable(const Json& devices, int64_t now_ms) {
+  auto items = Items(devices);
+  if (items.empty()) return "";
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "NODE", "METRICS", "MODBUS", "LABELS", "AGE"}};
+  for (const Json* d : items) {
+    std::string metrics;
+    if (auto it = d->find("metrics"); it != d->end() && it->is_array()) {
+      for (const auto& m : *it) {
+        if (!metrics.empty()) metrics += ',';
+        metrics += Field(m, "name");
+      }
+    }
+    std::string modbus;
+    if (auto it = d->find("modbus"); it != d->end() && it->is_object()) {
+      modbus = Field(*it, "host") + ":" + Field(*it, "port");
+    }
+    std::string labels;
+    if (auto it = d->find("labels"); it != d->end() && it->is_object()) {
+      for (const auto& [k, v] : it->items()) {
+        if (!labels.empty()) labels += ',';
+        labels += k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+      }
+    }
+    std::string age = "";
+    if (auto t = ParseTimeMs(Field(*d, "createdAt"))) age = FormatAge(now_ms - *t);
+    rows.push_back({Field(*d, "name"), Field(*d, "node"), OrNone(metrics), OrNone(modbus),
+                    OrNone(labels), OrNone(age)});
+  }
+  return RenderTable(rows);
+}
+
+std::string DeviceTokenText(const Json& device, bool rotated) {
+  std::string name = Sanitize(Field(device, "name"));
+  std::string node = Sanitize(Field(device, "node"));
+  std::string token = Sanitize(Field(device, "token"));
+  std::string head =
+      rotated
+          ? fmt::format(
+                "New token for device {} (the old one works until node {} applies "
+                "the change). It is shown only this once:",
+                name, node)
+          : fmt::format("Device {} declared on node {}. Its token is shown only this once:", name,
+                        node);
+  return fmt::format(
+      "{}\n"
+      "\n"
+      "    {}\n"
+      "\n"
+      "The device sends readings to its node with it:\n"
+      "    HTTP:  POST /data with \"Authorization: Bearer <token>\"\n"
+      "    MQTT:  user name {}, password <token>, topic devices/{}/telemetry\n",
+      head, token, name, name);
+}
+
+std::string PointsTable(const Json& points) {
+  auto items = Items(points);
+  if (items.empty()) return "";
+  std::vector<std::vector<std::string>> rows = {{"TIME", "DEVICE", "METRIC", "VALUE"}};
+  for (const Json* p : items) {
+    rows.push_back({Field(*p, "ts"), Field(*p, "device"), Field(*p, "metric"), Field(*p, "value")});
+  }
+  return RenderTable(rows);
+}
+
 }  // namespace verge::ctl

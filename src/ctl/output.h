@@ -49,5 +49,12 @@ std::string EventsTable(const Json& events);
 std::string KeyValueLines(const Json& object);
 // The reply to POST /api/v1/tokens: the secret on a line of its own, then how to use it.
 std::string TokenCreatedText(const Json& token);
+// NAME NODE METRICS MODBUS LABELS AGE (since createdAt).
+std::string DevicesTable(const Json& devices, int64_t now_ms);
+// The reply to POST /api/v1/devices or .../token: the device token on a line of its own, then
+// how devices use it. `rotated` words it for a new token of an existing device.
+std::string DeviceTokenText(const Json& device, bool rotated);
+// TIME DEVICE METRIC VALUE, TIME as the API wrote it (nanosecond precision where it has it).
+std::string PointsTable(const Json& points);
 
 }  // namespace verge::ctl

@@ -294,8 +294,13 @@ std::string DataPlane::StatsJson() const {
                    {"errors", p.errors},
                    {"lastError", p.last_error}};
   auto u = uplink_->stats();
-  j["uplink"] = {{"connected", u.connected}, {"inFlight", u.in_flight}, {"sent", u.sent},
-                 {"acked", u.acked},         {"resent", u.resent},      {"errors", u.errors}};
+  j["uplink"] = {{"connected", u.connected},
+                 {"inFlight", u.in_flight},
+                 {"sent", u.sent},
+                 {"acked", u.acked},
+                 {"resent", u.resent},
+                 {"errors", u.errors},
+                 {"ackTimeouts", u.ack_timeouts}};
   nlohmann::json mb = nlohmann::json::object();
   for (const auto& [name, s] : modbus_->Stats()) {
     mb[name] = {{"polls", s.polls},         {"readings", s.readings},

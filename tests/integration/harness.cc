@@ -1,5 +1,6 @@
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -206,6 +208,67 @@ std::unique_ptr<Process> StartNode(const TempDir& tmp, const std::string& cloud_
   if (std::find(o.extra.begin(), o.extra.end(), "--http-listen") == o.extra.end())
     argv.insert(argv.end(), {"--http-listen", "127.0.0.1:0"});
   return std::make_unique<Process>(argv, tmp / (o.name + ".log"));
+}
+
+Result<http::Response> PlainHttp(const std::string& address, const std::string& method,
+                                 const std::string& target, const std::string& body,
+                                 std::map<std::string, std::string> headers) {
+  VERGE_ASSIGN_OR_RETURN(auto hp, http::SplitHostPort(address));
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Error(Code::kUnavailable, "socket: {}", strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(std::stoi(hp.second)));
+  if (inet_pton(AF_INET, hp.first.c_str(), &sa.sin_addr) != 1)
+    return Error(Code::kInvalidArgument, "not an IPv4 address: {}", hp.first);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
+    return Error(Code::kUnavailable, "connect {}: {}", address, strerror(errno));
+  timeval tv{30, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: " + address +
+                    "\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) +
+                    "\r\n";
+  for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
+  req += "\r\n" + body;
+  for (size_t off = 0; off < req.size();) {
+    ssize_t n = ::send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return Error(Code::kUnavailable, "send: {}", strerror(errno));
+    off += static_cast<size_t>(n);
+  }
+  std::string resp;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0) return Error(Code::kUnavailable, "recv: {}", strerror(errno));
+    if (n == 0) break;
+    resp.append(buf, static_cast<size_t>(n));
+  }
+  size_t head_end = resp.find("\r\n\r\n");
+  if (resp.compare(0, 9, "HTTP/1.1 ") != 0 || head_end == std::string::npos)
+    return Error(Code::kUnavailable, "no complete HTTP answer");
+  http::Response r;
+  r.status = std::stoi(resp.substr(9, 3));
+  std::string head = resp.substr(0, head_end);
+  r.body = resp.substr(head_end + 4);
+  size_t cl = head.find("Content-Length: ");
+  if (cl == std::string::npos) cl = head.find("content-length: ");
+  if (cl != std::string::npos) {
+    size_t want = std::stoul(head.substr(cl + 16));
+    if (r.body.size() < want) return Error(Code::kUnavailable, "answer cut short");
+  }
+  return r;
+}
+
+std::optional<std::string> NodeHttpAddress(const std::string& node_data_dir) {
+  auto text = ReadFile(node_data_dir + "/listen.json");
+  if (!text.ok()) return std::nullopt;
+  auto j = nlohmann::json::parse(*text, nullptr, false);
+  if (j.is_discarded() || !j.contains("http")) return std::nullopt;
+  return j["http"].get<std::string>();
 }
 
 std::string FastReconnectConfig(const TempDir& tmp, const std::string& name) {

@@ -105,6 +105,15 @@ struct NodeOptions {
 std::unique_ptr<Process> StartNode(const TempDir& tmp, const std::string& cloud_link,
                                    const NodeOptions& o);
 
+// A plain HTTP/1.1 request (the node's local API), one connection per call. Errors when the
+// connection fails or breaks before a complete answer.
+Result<http::Response> PlainHttp(const std::string& address, const std::string& method,
+                                 const std::string& target, const std::string& body = "",
+                                 std::map<std::string, std::string> headers = {});
+
+// The local API address a node wrote to DATA/listen.json, once it has.
+std::optional<std::string> NodeHttpAddress(const std::string& node_data_dir);
+
 // Writes a node config file that makes reconnects fast (tests restart clouds).
 std::string FastReconnectConfig(const TempDir& tmp, const std::string& name);
 

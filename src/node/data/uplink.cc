@@ -64,10 +64,22 @@ void UplinkSender::Run() {
   auto next_expire = std::chrono::steady_clock::now();
   std::unique_lock lock(mu_);
   for (;;) {
-    cv_.wait_until(lock, next_expire, [&] {
+    auto wake = next_expire;
+    for (const auto& [seq, sent] : in_flight_) wake = std::min(wake, sent + options_.ack_timeout);
+    cv_.wait_until(lock, wake, [&] {
       return stop_ || !acks_.empty() || (up_ && more_ && in_flight_.size() < options_.window);
     });
     if (stop_) return;
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+      if (now - it->second >= options_.ack_timeout) {
+        it = in_flight_.erase(it);
+        ++stats_.ack_timeouts;
+        more_ = true;
+      } else {
+        ++it;
+      }
+    }
     if (std::chrono::steady_clock::now() >= next_expire) {
       lock.unlock();
       if (auto st = buffer_.Expire(); !st.ok()) spdlog::warn("uplink buffer: {}", st.message());
@@ -92,7 +104,8 @@ void UplinkSender::Run() {
       more_ = true;
     }
     if (!up_ || !more_ || in_flight_.size() >= options_.window) continue;
-    std::vector<uint64_t> exclude(in_flight_.begin(), in_flight_.end());
+    std::vector<uint64_t> exclude;
+    for (const auto& [seq, sent] : in_flight_) exclude.push_back(seq);
     size_t want = options_.window - in_flight_.size();
     uint64_t session = session_;
     lock.unlock();
@@ -117,7 +130,7 @@ void UplinkSender::Run() {
       u->set_created_ms(b.created_ms);
       u->set_low_seq(low);
       u->set_data(std::move(b.data));
-      in_flight_.insert(b.seq);
+      in_flight_[b.seq] = std::chrono::steady_clock::now();
       if (!ever_sent_.insert(b.seq).second) ++stats_.resent;
       ++stats_.sent;
       send_(std::move(env));

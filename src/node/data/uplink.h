@@ -8,8 +8,10 @@
 // the link's thread and only queue.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -26,6 +28,9 @@ struct UplinkOptions {
   size_t window = 16;
   // How often batches past their TTL are dropped.
   Millis expire_every{60'000};
+  // A batch not acknowledged this long after it was sent is sent again on the same stream
+  // (a cloud that lost it, or failed to store it, never acks; deduplication makes a resend safe).
+  Millis ack_timeout{30'000};
 };
 
 struct UplinkStats {
@@ -33,7 +38,8 @@ struct UplinkStats {
   size_t in_flight = 0;
   uint64_t sent = 0;
   uint64_t acked = 0;
-  uint64_t resent = 0;  // sent again after a stream ended with them in flight
+  uint64_t resent = 0;  // sent again: after a stream ended, or after an ack timeout
+  uint64_t ack_timeouts = 0;
   uint64_t errors = 0;
   std::string last_error;
 };
@@ -67,12 +73,12 @@ class UplinkSender {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;             // GUARDED_BY(mu_)
-  bool up_ = false;               // GUARDED_BY(mu_)
-  uint64_t session_ = 0;          // GUARDED_BY(mu_)
-  bool more_ = true;              // GUARDED_BY(mu_): the buffer may hold unsent batches
-  std::vector<uint64_t> acks_;    // GUARDED_BY(mu_)
-  std::set<uint64_t> in_flight_;  // GUARDED_BY(mu_)
+  bool stop_ = false;           // GUARDED_BY(mu_)
+  bool up_ = false;             // GUARDED_BY(mu_)
+  uint64_t session_ = 0;        // GUARDED_BY(mu_)
+  bool more_ = true;            // GUARDED_BY(mu_): the buffer may hold unsent batches
+  std::vector<uint64_t> acks_;  // GUARDED_BY(mu_)
+  std::map<uint64_t, std::chrono::steady_clock::time_point> in_flight_;  // GUARDED_BY(mu_)
   std::set<uint64_t> ever_sent_;  // GUARDED_BY(mu_): for the resent counter, bounded below
   UplinkStats stats_;             // GUARDED_BY(mu_)
 };

@@ -29,5 +29,17 @@ TEST(CloudConfig, ValidationReportsAllProblems) {
   EXPECT_NE(st.message().find("logLevel"), std::string::npos);
 }
 
+TEST(CloudConfig, TelemetryRetention) {
+  CloudConfig c;
+  EXPECT_EQ(c.telemetry_retention.count(), int64_t{30} * 24 * 3600 * 1000);
+  ASSERT_TRUE(CloudConfigSchema().Parse("telemetryRetention: 90d\n", c, "test").ok());
+  EXPECT_EQ(c.telemetry_retention.count(), int64_t{90} * 24 * 3600 * 1000);
+  EXPECT_NE(CloudConfigSchema().Print(c).find("telemetryRetention: 90d"), std::string::npos);
+  c.telemetry_retention = Millis(60'000);
+  auto st = ValidateCloudConfig(c);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("telemetryRetention must be at least 1h"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace verge::cloud

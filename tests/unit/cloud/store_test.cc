@@ -102,6 +102,44 @@ TEST_F(StoreTest, TokensAndMeta) {
   EXPECT_FALSE(store_->GetMeta("none")->has_value());
 }
 
+TEST_F(StoreTest, UpgradingAVersion1DatabaseKeepsItsData) {
+  store_.reset();
+  std::string path = (dir_ / "v1.db").string();
+  {
+    // A database as the first release left it: schema version 1 with a node, a token, meta.
+    auto db = sql::Db::Open(path);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(db->Migrate(SqliteStore::Migrations().first(1)).ok());
+    ASSERT_EQ(*db->SchemaVersion(), 1);
+    ASSERT_TRUE(db->Exec("INSERT INTO nodes VALUES ('edge-1', 'server', 'eu', '{\"a\":\"b\"}', "
+                         "'[]', '{}', '{}', '10.0.0.1', '[]', '0.1.0', 'h', 'os', 'arch', 'ff', "
+                         "9, 1000, 2000, 'online', 1000)")
+                    .ok());
+    ASSERT_TRUE(
+        db->Exec("INSERT INTO bootstrap_tokens VALUES ('abc123', 'hash', 'd', 1, 0, 0, 2)").ok());
+    ASSERT_TRUE(db->Exec("INSERT INTO meta VALUES ('admin_token_sha256', 'x')").ok());
+  }
+  auto s = SqliteStore::Open(path);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  store_ = std::move(s).value();
+  auto n = store_->GetNode("edge-1");
+  ASSERT_TRUE(n.ok() && n->has_value()) << n.status().ToString();
+  EXPECT_EQ((*n)->labels.at("a"), "b");
+  EXPECT_EQ((*n)->last_heartbeat_ms, 2000);
+  EXPECT_EQ((*n)->desired_version, 0u);
+  EXPECT_EQ((*n)->applied_version, 0u);
+  EXPECT_EQ((*store_->GetToken("abc123"))->uses, 2);
+  EXPECT_EQ(**store_->GetMeta("admin_token_sha256"), "x");
+  // The new tables work on the upgraded database.
+  Device d;
+  d.name = "d1";
+  d.node = "edge-1";
+  ASSERT_TRUE(store_->InsertDevice(d).ok());
+  EXPECT_EQ((*store_->GetNode("edge-1"))->desired_version, 1u);
+  auto version = sql::Db::Open(path)->SchemaVersion();
+  EXPECT_EQ(*version, SqliteStore::Migrations().back().version);
+}
+
 TEST_F(StoreTest, MigrationsAreNumberedUpward) {
   int last = 0;
   for (const auto& m : SqliteStore::Migrations()) {

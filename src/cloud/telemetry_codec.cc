@@ -1,0 +1,455 @@
+#include "cloud/telemetry_codec.h"
+
+#include <zstd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <unordered_map>
+
+#include "cloud/device_spec.h"
+#include "common/compress.h"
+
+namespace verge::cloud {
+namespace {
+
+static_assert(std::endian::native == std::endian::little, "chunks store values little-endian");
+// The value layout: XOR with the previous value in 8 byte planes, or the values as they are.
+constexpr uint8_t kFormatXorPlanes = 1;
+constexpr uint8_t kFormatRawValues = 2;
+// Below this many readings both layouts compress about the same: only the first is tried.
+constexpr size_t kTryBothFrom = 32;
+constexpr uint8_t kCodecNone = 0;
+constexpr uint8_t kCodecZstd = 1;
+// Below this many readings zstd's frame costs more than it saves.
+constexpr size_t kCompressFrom = 8;
+// A chunk never holds more than one batch can (64 MiB at >= 9 bytes per reading).
+constexpr uint64_t kMaxChunkCount = kMaxUplinkDecompressedBytes / 8;
+
+Status Invalid(std::string message) { return Status(Code::kInvalidArgument, std::move(message)); }
+
+void PutVarint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+bool GetVarint(std::string_view& in, uint64_t& v) {
+  v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (in.empty()) return false;
+    auto b = static_cast<uint8_t>(in.front());
+    in.remove_prefix(1);
+    if (shift == 63 && b > 1) return false;
+    v |= uint64_t{b & 0x7fu} << shift;
+    if (!(b & 0x80)) return true;
+  }
+  return false;
+}
+
+uint64_t ZigZag(uint64_t v) { return (v << 1) ^ (0 - (v >> 63)); }
+uint64_t UnZigZag(uint64_t v) { return (v >> 1) ^ (0 - (v & 1)); }
+
+// One compression context per thread: creating one per chunk would cost more than the work.
+ZSTD_CCtx* CCtx() {
+  thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> ctx(ZSTD_createCCtx(),
+                                                                      ZSTD_freeCCtx);
+  return ctx.get();
+}
+ZSTD_DCtx* DCtx() {
+  thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(),
+                                                                      ZSTD_freeDCtx);
+  return ctx.get();
+}
+
+// Sorts ts and values together by ts (stable), unless already sorted (the usual case).
+void SortSeries(SeriesReadings& s) {
+  if (std::is_sorted(s.ts.begin(), s.ts.end())) return;
+  std::vector<size_t> order(s.ts.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return s.ts[a] < s.ts[b]; });
+  std::vector<int64_t> ts(order.size());
+  std::vector<double> values(order.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    ts[i] = s.ts[order[i]];
+    values[i] = s.values[order[i]];
+  }
+  s.ts = std::move(ts);
+  s.values = std::move(values);
+}
+
+}  // namespace
+
+namespace {
+
+// Decompresses (with the cap) and parses `data`, and checks the names.
+Status ParseReadingBatch(int codec, std::string_view data, size_t max_decompressed,
+                         v1::ReadingBatch& rb) {
+  std::string plain;
+  std::string_view bytes;
+  switch (codec) {
+    case v1::CODEC_NONE:
+      if (data.size() > max_decompressed) {
+        return Error(Code::kResourceExhausted, "batch data larger than {} bytes", max_decompressed);
+      }
+      bytes = data;
+      break;
+    case v1::CODEC_ZSTD: {
+      auto d = ZstdDecompress(data, max_decompressed);
+      if (!d.ok()) return d.status().Wrap("batch data");
+      plain = std::move(*d);
+      bytes = plain;
+      break;
+    }
+    default:
+      return Invalid(fmt::format("unknown codec {}", codec));
+  }
+  if (!rb.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return Invalid("batch data is not a verge.v1.ReadingBatch");
+  }
+  for (int i = 0; i < rb.devices_size(); ++i) {
+    if (!IsValidDeviceName(rb.devices(i))) {
+      return Invalid(fmt::format("device name {:?} is not 1-64 characters of [A-Za-z0-9_.:-]",
+                                 rb.devices(i).substr(0, 80)));
+    }
+  }
+  for (int i = 0; i < rb.metrics_size(); ++i) {
+    if (!IsValidDeviceName(rb.metrics(i))) {
+      return Invalid(fmt::format("metric name {:?} is not 1-64 characters of [A-Za-z0-9_.:-]",
+                                 rb.metrics(i).substr(0, 80)));
+    }
+  }
+  return Status::Ok();
+}
+
+// Checks every series of `rb`, turning deltas into absolute timestamps (one vector per series,
+// kept in `ts`), and summarises; the batch is valid only if this returns Ok.
+Status CheckSeries(const v1::ReadingBatch& rb, uint64_t expected_count,
+                   std::vector<std::vector<int64_t>>& ts, UplinkSummary& summary) {
+  ts.resize(static_cast<size_t>(rb.series_size()));
+  uint64_t total = 0;
+  bool first = true;
+  for (int i = 0; i < rb.series_size(); ++i) {
+    const auto& s = rb.series(i);
+    if (s.device() >= static_cast<uint32_t>(rb.devices_size())) {
+      return Invalid(fmt::format("series {}: device index {} out of range ({} devices)", i,
+                                 s.device(), rb.devices_size()));
+    }
+    if (s.metric() >= static_cast<uint32_t>(rb.metrics_size())) {
+      return Invalid(fmt::format("series {}: metric index {} out of range ({} metrics)", i,
+                                 s.metric(), rb.metrics_size()));
+    }
+    if (s.ts_delta_ns_size() != s.values_size()) {
+      return Invalid(fmt::format("series {}: {} timestamps but {} values", i, s.ts_delta_ns_size(),
+                                 s.values_size()));
+    }
+    auto& out = ts[static_cast<size_t>(i)];
+    out.clear();
+    out.reserve(static_cast<size_t>(s.values_size()));
+    int64_t t = 0;
+    for (int k = 0; k < s.ts_delta_ns_size(); ++k) {
+      if (__builtin_add_overflow(t, s.ts_delta_ns(k), &t)) {
+        return Invalid(fmt::format("series {}: timestamp {} overflows", i, k));
+      }
+      if (t < 0) return Invalid(fmt::format("series {}: timestamp {} is before 1970", i, k));
+      if (!std::isfinite(s.values(k))) {
+        return Invalid(fmt::format("series {}: value {} is not finite", i, k));
+      }
+      out.push_back(t);
+      summary.min_ts = first ? t : std::min(summary.min_ts, t);
+      summary.max_ts = first ? t : std::max(summary.max_ts, t);
+      first = false;
+    }
+    total += static_cast<uint64_t>(s.values_size());
+  }
+  if (total != expected_count) {
+    return Invalid(fmt::format("batch says {} readings but holds {}", expected_count, total));
+  }
+  summary.count = total;
+  return Status::Ok();
+}
+
+Result<UplinkSummary> Visit(int codec, std::string_view data, uint64_t seq, uint64_t low_seq,
+                            uint64_t count, const SeriesVisitor& fn, size_t max_decompressed) {
+  UplinkSummary summary;
+  summary.seq = seq;
+  summary.low_seq = low_seq;
+  if (seq == 0) return Invalid("seq 0 is not a valid uplink sequence number");
+  v1::ReadingBatch rb;
+  VERGE_RETURN_IF_ERROR(ParseReadingBatch(codec, data, max_decompressed, rb));
+  // One scratch per thread: a batch of 10,000 small series would otherwise allocate 10,000
+  // vectors each time.
+  thread_local std::vector<std::vector<int64_t>> ts;
+  VERGE_RETURN_IF_ERROR(CheckSeries(rb, count, ts, summary));
+  if (fn) {
+    for (int i = 0; i < rb.series_size(); ++i) {
+      const auto& s = rb.series(i);
+      if (s.values_size() == 0) continue;
+      fn(rb.devices(static_cast<int>(s.device())), rb.metrics(static_cast<int>(s.metric())),
+         ts[static_cast<size_t>(i)],
+         std::span<const double>(s.values().data(), static_cast<size_t>(s.values_size())));
+    }
+  }
+  return summary;
+}
+
+}  // namespace
+
+Result<UplinkSummary> VisitUplink(const v1::UplinkBatch& batch, const SeriesVisitor& fn,
+                                  size_t max_decompressed) {
+  return Visit(batch.codec(), batch.data(), batch.seq(), batch.low_seq(), batch.count(), fn,
+               max_decompressed);
+}
+
+Result<DecodedUplink> DecodeUplink(const v1::UplinkBatch& batch, size_t max_decompressed) {
+  DecodedUplink out;
+  std::unordered_map<std::string, size_t> index;
+  auto summary = VisitUplink(
+      batch,
+      [&](const std::string& device, const std::string& metric, std::span<const int64_t> ts,
+          std::span<const double> values) {
+        auto [it, inserted] = index.emplace(device + '\0' + metric, out.series.size());
+        if (inserted) {
+          auto& s = out.series.emplace_back();
+          s.device = device;
+          s.metric = metric;
+        }
+        auto& s = out.series[it->second];
+        s.ts.insert(s.ts.end(), ts.begin(), ts.end());
+        s.values.insert(s.values.end(), values.begin(), values.end());
+      },
+      max_decompressed);
+  if (!summary.ok()) return summary.status();
+  static_cast<UplinkSummary&>(out) = *summary;
+  for (auto& s : out.series) SortSeries(s);
+  return out;
+}
+
+Store::UplinkRecord StageUplink(const std::string& node, v1::UplinkBatch&& batch,
+                                const UplinkSummary& summary) {
+  Store::UplinkRecord rec;
+  rec.node = node;
+  rec.seq = summary.seq;
+  rec.low_seq = summary.low_seq;
+  rec.count = summary.count;
+  rec.min_ts = summary.min_ts;
+  rec.max_ts = summary.max_ts;
+  rec.codec = batch.codec();
+  rec.data = std::move(*batch.mutable_data());
+  return rec;
+}
+
+Status VisitStaged(const Store::UplinkRecord& record, const SeriesVisitor& fn) {
+  auto summary = Visit(record.codec, record.data, record.seq, record.low_seq, record.count, fn,
+                       kMaxUplinkDecompressedBytes);
+  if (!summary.ok()) {
+    return Error(Code::kDataLoss, "staged batch {} of node {} is damaged: {}", record.seq,
+                 record.node, summary.status().message());
+  }
+  return Status::Ok();
+}
+
+Result<DecodedUplink> DecodeStaged(const Store::UplinkRecord& record) {
+  v1::UplinkBatch b;
+  b.set_seq(record.seq);
+  b.set_low_seq(record.low_seq);
+  b.set_count(static_cast<uint32_t>(record.count));
+  b.set_codec(static_cast<v1::Codec>(record.codec));
+  b.set_data(record.data);
+  auto d = DecodeUplink(b);
+  if (!d.ok()) {
+    return Error(Code::kDataLoss, "staged batch {} of node {} is damaged: {}", record.seq,
+                 record.node, d.status().message());
+  }
+  return d;
+}
+
+void SeriesMerger::Add(const std::string& device, const std::string& metric,
+                       std::span<const int64_t> ts, std::span<const double> values) {
+  key_.assign(device);
+  key_.push_back('\0');
+  key_.append(metric);
+  auto it = index_.find(key_);
+  if (it == index_.end()) {
+    it = index_.emplace(key_, series_.size()).first;
+    auto& s = series_.emplace_back();
+    s.device = device;
+    s.metric = metric;
+  }
+  auto& s = series_[it->second];
+  s.ts.insert(s.ts.end(), ts.begin(), ts.end());
+  s.values.insert(s.values.end(), values.begin(), values.end());
+  readings_ += ts.size();
+}
+
+std::vector<Store::ChunkRecord> SeriesMerger::TakeChunks(const std::string& node) {
+  std::vector<Store::ChunkRecord> chunks;
+  for (auto& s : series_) {
+    SortSeries(s);
+    size_t begin = 0;
+    while (begin < s.ts.size()) {
+      int64_t bucket_end = ChunkBucket(s.ts[begin]) + kChunkSpanNs;
+      size_t end = begin + 1;
+      while (end < s.ts.size() && s.ts[end] < bucket_end && end - begin < kMaxChunkReadings) {
+        ++end;
+      }
+      auto& c = chunks.emplace_back();
+      c.node = node;
+      c.device = s.device;
+      c.metric = s.metric;
+      c.start_ts = s.ts[begin];
+      c.end_ts = s.ts[end - 1];
+      c.count = static_cast<uint32_t>(end - begin);
+      c.data = EncodeChunk(std::span(s.ts).subspan(begin, end - begin),
+                           std::span(s.values).subspan(begin, end - begin));
+      begin = end;
+    }
+  }
+  index_.clear();
+  series_.clear();
+  readings_ = 0;
+  return chunks;
+}
+
+std::vector<Store::ChunkRecord> MakeChunks(const std::string& node,
+                                           std::vector<SeriesReadings> series) {
+  SeriesMerger merger;
+  for (const auto& s : series) merger.Add(s.device, s.metric, s.ts, s.values);
+  return merger.TakeChunks(node);
+}
+
+namespace {
+
+// One encoding of a chunk: header, then the body, compressed when that is smaller.
+std::string Frame(uint8_t format, size_t n, const std::string& body) {
+  std::string out;
+  out.push_back(static_cast<char>(format));
+  out.push_back(static_cast<char>(kCodecNone));
+  PutVarint(out, n);
+  PutVarint(out, body.size());
+  size_t header = out.size();
+  if (n >= kCompressFrom) {
+    out.resize(header + ZSTD_compressBound(body.size()));
+    size_t z = ZSTD_compressCCtx(CCtx(), out.data() + header, out.size() - header, body.data(),
+                                 body.size(), 1);
+    if (!ZSTD_isError(z) && z < body.size()) {
+      out[1] = static_cast<char>(kCodecZstd);
+      out.resize(header + z);
+      return out;
+    }
+    out.resize(header);
+  }
+  out += body;
+  return out;
+}
+
+}  // namespace
+
+std::string EncodeChunk(std::span<const int64_t> ts, std::span<const double> values) {
+  const size_t n = ts.size();
+  std::string body;
+  body.reserve(n * 18 + 8);
+  uint64_t prev = 0, prev_delta = 0;
+  for (size_t i = 0; i < n; ++i) {
+    auto t = static_cast<uint64_t>(ts[i]);
+    if (i == 0) {
+      PutVarint(body, ZigZag(t));
+    } else {
+      uint64_t delta = t - prev;
+      PutVarint(body, ZigZag(delta - prev_delta));
+      prev_delta = delta;
+    }
+    prev = t;
+  }
+  const size_t values_at = body.size();
+  body.resize(values_at + n * 8);
+  auto* planes = reinterpret_cast<uint8_t*>(body.data() + values_at);
+  uint64_t prev_bits = 0;
+  for (size_t i = 0; i < n; ++i) {
+    auto bits = std::bit_cast<uint64_t>(values[i]);
+    uint64_t x = bits ^ prev_bits;
+    prev_bits = bits;
+    for (size_t b = 0; b < 8; ++b) planes[b * n + i] = static_cast<uint8_t>(x >> (8 * b));
+  }
+  std::string xor_planes = Frame(kFormatXorPlanes, n, body);
+  if (n < kTryBothFrom) return xor_planes;
+  // Values that repeat exactly (rounded readings, counters, states) compress better as they
+  // are: zstd matches whole 8-byte values, which XOR with the previous value hides.
+  std::memcpy(body.data() + values_at, values.data(), n * 8);
+  std::string raw = Frame(kFormatRawValues, n, body);
+  return raw.size() < xor_planes.size() ? raw : xor_planes;
+}
+
+Status DecodeChunk(std::string_view data, std::vector<int64_t>& ts, std::vector<double>& values) {
+  const size_t ts_at = ts.size(), values_at = values.size();
+  // On error the outputs are left as they were.
+  auto damaged = [&](std::string_view why) {
+    ts.resize(ts_at);
+    values.resize(values_at);
+    return Error(Code::kDataLoss, "telemetry chunk is damaged: {}", why);
+  };
+  if (data.size() < 2) return damaged("too short");
+  auto format = static_cast<uint8_t>(data[0]);
+  auto codec = static_cast<uint8_t>(data[1]);
+  if (format != kFormatXorPlanes && format != kFormatRawValues) {
+    return damaged(fmt::format("unknown format {}", format));
+  }
+  data.remove_prefix(2);
+  uint64_t n = 0, body_size = 0;
+  if (!GetVarint(data, n) || !GetVarint(data, body_size)) return damaged("bad header");
+  // Each reading takes at least one timestamp byte and eight value bytes.
+  if (n > kMaxChunkCount || body_size < n * 9 || body_size > n * 18 + 16) {
+    return damaged("sizes do not fit");
+  }
+  std::string plain;
+  std::string_view body;
+  if (codec == kCodecZstd) {
+    plain.resize(body_size);
+    size_t z = ZSTD_decompressDCtx(DCtx(), plain.data(), plain.size(), data.data(), data.size());
+    if (ZSTD_isError(z) || z != body_size) return damaged("bad zstd frame");
+    body = plain;
+  } else if (codec == kCodecNone) {
+    if (data.size() != body_size) return damaged("body size mismatch");
+    body = data;
+  } else {
+    return damaged(fmt::format("unknown codec {}", codec));
+  }
+  ts.reserve(ts_at + n);
+  values.reserve(values.size() + n);
+  uint64_t prev = 0, prev_delta = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t z = 0;
+    if (!GetVarint(body, z)) return damaged("bad timestamp");
+    uint64_t v = UnZigZag(z);
+    if (i == 0) {
+      prev = v;
+    } else {
+      prev_delta += v;
+      prev += prev_delta;
+    }
+    ts.push_back(static_cast<int64_t>(prev));
+  }
+  if (body.size() != n * 8) return damaged("values have the wrong size");
+  if (format == kFormatRawValues) {
+    size_t at = values.size();
+    values.resize(at + n);
+    std::memcpy(values.data() + at, body.data(), n * 8);
+    return Status::Ok();
+  }
+  const auto* planes = reinterpret_cast<const uint8_t*>(body.data());
+  uint64_t bits = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t x = 0;
+    for (uint64_t b = 0; b < 8; ++b) x |= uint64_t{planes[b * n + i]} << (8 * b);
+    bits ^= x;
+    values.push_back(std::bit_cast<double>(bits));
+  }
+  return Status::Ok();
+}
+
+}  // namespace verge::cloud

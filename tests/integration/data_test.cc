@@ -1,0 +1,262 @@
+// End to end through the data path: devices declared in the cloud reach their node; readings
+// posted to the node reach the cloud exactly once, also across a cloud outage and node crashes.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "common/fs.h"
+#include "harness.h"
+
+namespace verge::testing {
+namespace {
+
+using json = nlohmann::json;
+using std::chrono::seconds;
+
+// Readings of the last hours: the cloud prunes readings past its retention (30 days).
+int64_t T0() {
+  static const int64_t t0 = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count() -
+                            3 * 3600 * 1000;
+  return t0;
+}
+std::string Ts(int k) { return std::to_string(T0() + k); }
+
+const std::vector<std::string> kFastSilences = {"--degraded-after", "1s", "--offline-after", "2s"};
+
+std::string AddDevice(Cloud& cloud, const std::string& name, const std::string& node,
+                      const json& extra = json::object()) {
+  json body = extra;
+  body["name"] = name;
+  body["node"] = node;
+  auto res = cloud.Api("POST", "/api/v1/devices", body.dump());
+  EXPECT_TRUE(res.ok() && res->status == 201) << (res.ok() ? res->body : res.status().message());
+  if (!res.ok() || res->status != 201) return "";
+  return json::parse(res->body)["token"].get<std::string>();
+}
+
+// Every point the cloud holds for a device, following the pages.
+std::vector<json> CloudPoints(Cloud& cloud, const std::string& device) {
+  std::vector<json> out;
+  std::string after;
+  for (;;) {
+    std::string path = "/api/v1/telemetry?device=" + device + "&limit=100000";
+    if (!after.empty()) path += "&after=" + after;
+    auto res = cloud.Api("GET", path);
+    if (!res.ok() || res->status != 200) return out;
+    auto page = json::parse(res->body);
+    for (auto& p : page) out.push_back(p);
+    if (page.size() < 100000) return out;
+    after = page.back()["metric"].get<std::string>() + "," +
+            std::to_string(page.back()["tsNs"].get<int64_t>());
+  }
+}
+
+std::string LocalToken(const std::string& node_dir) {
+  auto t = ReadFile(node_dir + "/data/local.token");
+  std::string s = t.ok() ? *t : "";
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  return s;
+}
+
+std::string NodeStats(const std::string& api, const std::string& node_dir) {
+  auto r =
+      PlainHttp(api, "GET", "/stats", "", {{"Authorization", "Bearer " + LocalToken(node_dir)}});
+  return r.ok() ? r->body : r.status().message();
+}
+
+http::Response Post(const std::string& addr, const std::string& token, const std::string& body,
+                    const std::string& type = "application/json") {
+  auto r = PlainHttp(addr, "POST", "/data", body,
+                     {{"Authorization", "Bearer " + token}, {"Content-Type", type}});
+  if (!r.ok()) return http::Response{0, "", r.status().message()};
+  return *r;
+}
+
+struct Fixture {
+  TempDir tmp;
+  std::unique_ptr<Cloud> cloud;
+  std::unique_ptr<Process> node;
+  std::string node_dir;
+  std::string api;  // node's local API
+
+  void Start(const std::string& name = "n1") {
+    cloud = std::make_unique<Cloud>(tmp, kFastSilences);
+    StartNodeOnly(name);
+    ASSERT_TRUE(Eventually([&] { return cloud->StatusOf(name) == "online"; }));
+  }
+  void StartNodeOnly(const std::string& name = "n1") {
+    NodeOptions o{name, "eu", "", "gateway", "300ms", cloud->bootstrap_token()};
+    o.extra = {"--config", FastReconnectConfig(tmp, name)};
+    node_dir = tmp / name;
+    std::filesystem::remove(node_dir + "/listen.json");
+    node = StartNode(tmp, cloud->link(), o);
+    ASSERT_TRUE(Eventually([&] { return NodeHttpAddress(node_dir).has_value(); })) << node->Log();
+    api = *NodeHttpAddress(node_dir);
+  }
+};
+
+TEST(Data, DeviceReachesItsNodeAndReadingsReachTheCloud) {
+  Fixture f;
+  f.Start();
+  std::string token = AddDevice(*f.cloud, "boiler-1", "n1",
+                                {{"metrics", {{{"name", "temp"}, {"min", -40}, {"max", 150}}}}});
+  ASSERT_FALSE(token.empty());
+  // The device becomes known on the node once its desired state is applied.
+  ASSERT_TRUE(Eventually([&] {
+    return Post(f.api, token, R"({"metric": "temp", "value": 20, "timestamp": )" + Ts(0) + "}")
+               .status == 200;
+  })) << f.node->Log();
+  json batch = json::array();
+  for (int i = 1; i <= 999; ++i)
+    batch.push_back({{"metric", "temp"}, {"value", i * 0.1}, {"timestamp", T0() + i}});
+  auto r = Post(f.api, token, batch.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["accepted"], 999);
+
+  ASSERT_TRUE(Eventually([&] { return CloudPoints(*f.cloud, "boiler-1").size() == 1000; }))
+      << CloudPoints(*f.cloud, "boiler-1").size();
+  auto pts = CloudPoints(*f.cloud, "boiler-1");
+  EXPECT_EQ(pts[0]["metric"], "temp");
+  EXPECT_EQ(pts[0]["device"], "boiler-1");
+  EXPECT_DOUBLE_EQ(pts[0]["value"].get<double>(), 20);
+  EXPECT_DOUBLE_EQ(pts[999]["value"].get<double>(), 99.9);
+
+  // The node answers locally too.
+  auto q = PlainHttp(f.api, "GET", "/query?metric=temp&limit=5000", "",
+                     {{"Authorization", "Bearer " + token}});
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(json::parse(q->body).size(), 1000u);
+
+  // The node's state report reached the cloud.
+  ASSERT_TRUE(Eventually([&] {
+    auto n = f.cloud->Node("n1");
+    return n && (*n)["appliedVersion"].get<uint64_t>() >= 1 &&
+           (*n)["appliedVersion"] == (*n)["desiredVersion"];
+  }));
+}
+
+TEST(Data, BadInputIsRejectedClearlyAndNothingElseIsAffected) {
+  Fixture f;
+  f.Start();
+  std::string a = AddDevice(
+      *f.cloud, "a", "n1",
+      {{"allowUndeclared", false}, {"metrics", {{{"name", "temp"}, {"min", 0}, {"max", 100}}}}});
+  std::string b = AddDevice(*f.cloud, "b", "n1");
+  ASSERT_TRUE(Eventually([&] { return Post(f.api, b, R"({"value": 1})").status == 200; }));
+  ASSERT_TRUE(Eventually(
+      [&] { return Post(f.api, a, R"({"metric": "temp", "value": 1})").status == 200; }));
+  EXPECT_EQ(Post(f.api, "wrong-token", R"({"value": 1})").status, 401);
+  EXPECT_EQ(Post(f.api, "", R"({"value": 1})").status, 401);
+  EXPECT_EQ(Post(f.api, a, R"({"metric": "temp", "value": )").status, 400);
+  // Another device's readings under a's token.
+  auto wrong = Post(f.api, a, R"({"device_id": "b", "metric": "temp", "value": 5})");
+  EXPECT_EQ(wrong.status, 422) << wrong.body;
+  // A bad reading next to good ones: the good ones are stored, the response says why not.
+  auto mixed = Post(f.api, a,
+                    R"([{"metric": "temp", "value": 5, "timestamp": )" + Ts(1) +
+                        R"(}, {"metric": "temp", "value": 500, "timestamp": )" + Ts(2) +
+                        R"(}, {"metric": "temp", "value": "hot", "timestamp": )" + Ts(3) +
+                        R"(}, {"metric": "pressure", "value": 1, "timestamp": )" + Ts(4) +
+                        R"(}, {"metric": "temp", "value": 6, "timestamp": )" + Ts(5) + "}]");
+  ASSERT_EQ(mixed.status, 200) << mixed.body;
+  auto m = json::parse(mixed.body);
+  EXPECT_EQ(m["accepted"], 2);
+  std::set<std::string> reasons;
+  for (auto& r : m["rejections"]) reasons.insert(r["reason"].get<std::string>());
+  EXPECT_EQ(reasons, (std::set<std::string>{"out_of_range", "bad_value", "unknown_metric"}));
+  // A huge body is refused before it is read.
+  std::string huge(20 << 20, ' ');
+  auto big = Post(f.api, a, huge);
+  EXPECT_TRUE(big.status == 413 || big.status == 0) << big.status;
+  // NDJSON with one broken line.
+  auto nd = Post(f.api, a,
+                 "{\"metric\": \"temp\", \"value\": 7, \"timestamp\": " + Ts(10) +
+                     "}\n"
+                     "{broken\n"
+                     "{\"metric\": \"temp\", \"value\": 8, \"timestamp\": " +
+                     Ts(11) + "}\n",
+                 "application/x-ndjson");
+  ASSERT_EQ(nd.status, 200) << nd.body;
+  EXPECT_EQ(json::parse(nd.body)["accepted"], 2);
+  // Counters by reason on the node.
+  auto token_file = ReadFile(f.node_dir + "/data/local.token");
+  ASSERT_TRUE(token_file.ok());
+  std::string local = *token_file;
+  while (!local.empty() && local.back() == '\n') local.pop_back();
+  auto stats = PlainHttp(f.api, "GET", "/stats", "", {{"Authorization", "Bearer " + local}});
+  ASSERT_TRUE(stats.ok());
+  ASSERT_EQ(stats->status, 200) << stats->body;
+  auto rej = json::parse(stats->body)["ingest"]["rejected"];
+  EXPECT_GE(rej["out_of_range"].get<int>(), 1);
+  EXPECT_GE(rej["wrong_device"].get<int>(), 1);
+  // Device b was never affected.
+  EXPECT_EQ(Post(f.api, b, R"({"value": 2})").status, 200);
+  ASSERT_TRUE(Eventually([&] { return CloudPoints(*f.cloud, "a").size() == 5; }))
+      << CloudPoints(*f.cloud, "a").size();
+}
+
+// 100,000 readings over HTTP while the cloud is down for part of the run and the node is
+// SIGKILLed twice: the cloud ends with exactly the accepted readings, no duplicates.
+TEST(Data, NothingAcceptedIsLostOrStoredTwiceAcrossOutagesAndCrashes) {
+  Fixture f;
+  f.Start();
+  std::string token = AddDevice(*f.cloud, "meter", "n1");
+  ASSERT_TRUE(Eventually([&] {
+    return Post(f.api, token,
+                R"({"metric": "warmup", "value": 0, "timestamp": )" + Ts(-100000) + "}")
+               .status == 200;
+  }));
+  std::string api = f.cloud->api(), link = f.cloud->link();
+  constexpr int kTotal = 100'000, kPerRequest = 500;
+  std::map<int64_t, double> accepted;  // ts -> value
+  int sent_requests = 0;
+  for (int start = 0; start < kTotal; start += kPerRequest) {
+    ++sent_requests;
+    if (sent_requests == 40) f.cloud->Stop(SIGKILL);
+    if (sent_requests == 70 || sent_requests == 150) {
+      f.node->Signal(SIGKILL);
+      f.node->Wait(seconds(10));
+      f.StartNodeOnly();
+    }
+    if (sent_requests == 120) {
+      f.cloud = std::make_unique<Cloud>(f.tmp, kFastSilences, "cloud", api, link);
+    }
+    json batch = json::array();
+    for (int i = start; i < start + kPerRequest; ++i) {
+      int64_t ts = T0() + i;
+      batch.push_back({{"metric", "energy"}, {"value", i * 0.25}, {"timestamp", ts}});
+    }
+    // The device retries until it gets an answer: a retry of readings already stored is
+    // answered 200 with them as duplicates.
+    http::Response r;
+    ASSERT_TRUE(Eventually([&] {
+      r = Post(f.api, token, batch.dump());
+      return r.status == 200;
+    })) << r.status
+        << " " << r.body;
+    for (int i = start; i < start + kPerRequest; ++i) accepted[T0() + i] = i * 0.25;
+  }
+  ASSERT_TRUE(Eventually(
+      [&] {
+        size_t n = 0;
+        for (auto& p : CloudPoints(*f.cloud, "meter")) n += p["metric"] == "energy";
+        return n >= accepted.size();
+      },
+      seconds(120)))
+      << "cloud has " << CloudPoints(*f.cloud, "meter").size() << " of " << accepted.size()
+      << "; node: " << NodeStats(f.api, f.node_dir);
+  std::map<int64_t, double> stored;
+  size_t energy = 0;
+  for (auto& p : CloudPoints(*f.cloud, "meter")) {
+    if (p["metric"] != "energy") continue;
+    ++energy;
+    stored[p["tsNs"].get<int64_t>() / 1'000'000] = p["value"].get<double>();
+  }
+  EXPECT_EQ(energy, accepted.size()) << "duplicates in the cloud";
+  EXPECT_EQ(stored, accepted);
+}
+
+}  // namespace
+}  // namespace verge::testing
