@@ -165,8 +165,20 @@ Result<size_t> TelemetryWriter::Compact() {
     counters_.readings_compacted += compacted;
     counters_.chunks_written += chunks.size();
   }
+  if (staged->empty()) {
+    // The count said there was something, but the stage is empty: a compaction took batches
+    // whose commit had not counted them yet. Recount with commits held off.
+    std::lock_guard commit_lock(commit_mu_);
+    bool any = false;
+    auto again = store_.ListStaged(1, 1, &any);
+    std::lock_guard lock(mu_);
+    if (again.ok() && again->empty()) {
+      staged_readings_ = 0;
+      staged_unknown_ = false;
+    }
+    return size_t{0};
+  }
   std::lock_guard lock(mu_);
-  spdlog::info("DEBUG compact slice={} readings={} more={} count_before={}", staged->size(), readings, more, staged_readings_);
   staged_unknown_ = more;  // keep compacting while a backlog remains
   staged_readings_ -= std::min(staged_readings_, readings);
   if (staged_readings_ > 0) staged_since_ = std::chrono::steady_clock::now();
@@ -208,11 +220,13 @@ void TelemetryWriter::RunCompactions() {
       if (stopping_) break;
     }
     if (!CompactionDue(std::chrono::steady_clock::now())) {
-      auto due = [this] { return stopping_ || CompactionDue(std::chrono::steady_clock::now()); };
+      // Woken by a commit or at the deadline, the loop decides again: a predicate wait would
+      // sleep on past the deadline once it had been woken before it.
       if (staged_readings_ > 0) {
-        compact_cv_.wait_until(lock, staged_since_ + options_.compact_max_delay, due);
+        compact_cv_.wait_until(lock, staged_since_ + options_.compact_max_delay);
       } else {
-        compact_cv_.wait(lock, due);
+        compact_cv_.wait(lock,
+                         [this] { return stopping_ || staged_unknown_ || staged_readings_ > 0; });
       }
       continue;
     }

@@ -436,9 +436,12 @@ Status DecodeChunk(std::string_view data, std::vector<int64_t>& ts, std::vector<
   }
   if (body.size() != n * 8) return damaged("values have the wrong size");
   if (format == kFormatRawValues) {
-    size_t at = values.size();
-    values.resize(at + n);
-    std::memcpy(values.data() + at, body.data(), n * 8);
+    // memcpy with n == 0 would still be given a null pointer by an empty vector.
+    if (n > 0) {
+      size_t at = values.size();
+      values.resize(at + n);
+      std::memcpy(values.data() + at, body.data(), n * 8);
+    }
     return Status::Ok();
   }
   const auto* planes = reinterpret_cast<const uint8_t*>(body.data());

@@ -153,6 +153,9 @@ TEST(Chunk, DamageIsDataLossNotACrash) {
     EXPECT_EQ(st.code(), Code::kDataLoss) << cut;
     EXPECT_TRUE(ts.empty() && v.empty()) << "outputs untouched on error";
   }
+  // Found by fuzz_uplink: an empty chunk of raw values passed memcpy a null pointer.
+  ASSERT_TRUE(DecodeChunk(std::string("\x02\x00\x00\x00", 4), ts, v).ok());
+  EXPECT_TRUE(ts.empty() && v.empty());
   std::string bad = blob;
   bad[0] = 9;
   EXPECT_EQ(DecodeChunk(bad, ts, v).code(), Code::kDataLoss);
