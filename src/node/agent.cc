@@ -56,6 +56,12 @@ Status Agent::Start() {
   dp.retention = config_.retention;
   dp.pipeline.batch_max_age = config_.batch_max_age;
   dp.pipeline.batch_max_readings = static_cast<size_t>(config_.batch_max_readings);
+  dp.mqtt_listen = config_.mqtt_listen;
+  dp.mqtt_dir = config_.data_dir + "/mqtt";
+  dp.mqtt_broker = config_.mqtt_broker;
+  dp.mqtt_username = config_.mqtt_username;
+  dp.mqtt_password = config_.mqtt_password;
+  dp.node_name = identity_ ? identity_->name : config_.name;
   data_ = std::make_unique<DataPlane>(dp, clock_, [this](v1::Envelope env) {
     if (LinkClient* l = link_ptr_.load()) l->Send(std::move(env));
   });
@@ -65,6 +71,8 @@ Status Agent::Start() {
   }
   // Where the local API really listens (port 0 picks one): for scripts and tests.
   nlohmann::json listen = {{"http", data_->http_address()}, {"pid", getpid()}};
+  if (config_.mqtt_broker.empty() && config_.mqtt_listen != "off")
+    listen["mqtt"] = config_.mqtt_listen;
   VERGE_RETURN_IF_ERROR(
       WriteFileAtomic(config_.data_dir + "/listen.json", listen.dump() + "\n", 0644));
   usage_.Sample();  // prime the CPU counters

@@ -38,7 +38,14 @@ const ConfigSchema<NodeConfig>& NodeConfigSchema() {
         .Str("durability",
              "process: an accepted reading survives a crash of verge-node; power: also a power "
              "loss (fsync on every commit, slower).",
-             &NodeConfig::durability);
+             &NodeConfig::durability)
+        .Str("mqttListen",
+             "HOST:PORT where the node's own Mosquitto listens for devices; off for none.",
+             &NodeConfig::mqtt_listen)
+        .Str("mqttBroker", "HOST:PORT of an existing broker to subscribe to instead.",
+             &NodeConfig::mqtt_broker)
+        .Str("mqttUsername", "User for the existing broker.", &NodeConfig::mqtt_username)
+        .Str("mqttPassword", "Password for the existing broker.", &NodeConfig::mqtt_password);
     return s;
   }();
   return *schema;
@@ -79,6 +86,14 @@ Status ValidateNodeConfig(const NodeConfig& c) {
     errors.push_back("reconnectMax must be >= reconnectInitial");
   if (auto hp = http::SplitHostPort(c.http_listen); !hp.ok())
     errors.push_back("httpListen: " + hp.status().message());
+  if (c.mqtt_listen != "off" && !c.mqtt_listen.empty()) {
+    if (auto hp = http::SplitHostPort(c.mqtt_listen); !hp.ok() || hp->second == "0")
+      errors.push_back("mqttListen must be HOST:PORT with a fixed port, or off");
+  }
+  if (!c.mqtt_broker.empty()) {
+    if (auto hp = http::SplitHostPort(c.mqtt_broker); !hp.ok())
+      errors.push_back("mqttBroker: " + hp.status().message());
+  }
   if (c.durability != "process" && c.durability != "power")
     errors.push_back("durability must be process or power");
   if (c.batch_max_age.count() <= 0) errors.push_back("batchMaxAge must be positive");

@@ -31,7 +31,11 @@ struct NodeConfig {
   Millis retention{24 * 3600 * 1000LL};
   Millis batch_max_age{1000};
   int batch_max_readings = 10'000;
-  std::string durability = "process";  // process | power
+  std::string durability = "process";          // process | power
+  std::string mqtt_listen = "127.0.0.1:1883";  // the node's own broker; "off": none
+  std::string mqtt_broker;                     // an external broker instead
+  std::string mqtt_username;
+  std::string mqtt_password;
 };
 
 const ConfigSchema<NodeConfig>& NodeConfigSchema();

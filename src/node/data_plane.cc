@@ -94,6 +94,7 @@ Status DataPlane::Start() {
     local_token = "vloc_" + pki::RandomToken(32);
     VERGE_RETURN_IF_ERROR(WriteFileAtomic(token_path, local_token + "\n", 0600));
   }
+  VERGE_RETURN_IF_ERROR(StartMqtt());
   api_ = std::make_unique<LocalApi>(*ingestor_, *series_, devices_, local_token, clock_,
                                     [this] { return StatsJson(); });
   http::HttpServer::Options ho;
@@ -121,6 +122,45 @@ Status DataPlane::Start() {
   return Status::Ok();
 }
 
+Status DataPlane::StartMqtt() {
+  mqtt::SubscriberOptions so;
+  so.client_id = mqtt::NodeClientId(options_.node_name);
+  if (!options_.mqtt_broker.empty()) {
+    VERGE_ASSIGN_OR_RETURN(auto hp, http::SplitHostPort(options_.mqtt_broker));
+    so.host = hp.first;
+    so.port = std::stoi(hp.second);
+    so.username = options_.mqtt_username;
+    so.password = options_.mqtt_password;
+    // Another broker's ACLs are its operator's: do not ask it for the rejection topics.
+    so.publish_rejections = false;
+  } else if (options_.mqtt_listen.empty() || options_.mqtt_listen == "off") {
+    return Status::Ok();
+  } else {
+    mqtt::BrokerOptions bo;
+    bo.work_dir = options_.mqtt_dir;
+    bo.listen = options_.mqtt_listen;
+    broker_ = std::make_unique<mqtt::MosquittoBroker>(clock_, bo);
+    std::vector<mqtt::BrokerDevice> devices;
+    {
+      std::lock_guard lock(state_mu_);
+      devices = mqtt_devices_;
+    }
+    if (auto st = broker_->Start(devices); !st.ok())
+      return Error(st.code(), "MQTT broker on {}: {}", options_.mqtt_listen, st.message());
+    auto acct = broker_->node_account();
+    so.host = acct.host;
+    so.port = acct.port;
+    so.username = acct.username;
+    so.password = acct.password;
+    so.client_id = acct.client_id;
+  }
+  subscriber_ = std::make_unique<mqtt::MqttSubscriber>(clock_, *ingestor_, so);
+  if (auto st = subscriber_->Start(); !st.ok()) return st;
+  spdlog::info("MQTT: devices publish to devices/<name>/telemetry on {}",
+               options_.mqtt_broker.empty() ? options_.mqtt_listen : options_.mqtt_broker);
+  return Status::Ok();
+}
+
 void DataPlane::Stop() {
   if (!started_) return;
   started_ = false;
@@ -132,6 +172,9 @@ void DataPlane::Stop() {
   if (maint_.joinable()) maint_.join();
   // Reverse order: stop taking data, then let the pipeline close its open batch.
   http_->Stop();
+  // The subscriber before the broker, so it is not left reconnecting to nothing.
+  if (subscriber_) subscriber_->Stop();
+  if (broker_) broker_->Stop();
   modbus_->Stop();
   uplink_->Stop();
   pipeline_->Stop();
@@ -155,8 +198,10 @@ Status DataPlane::Apply(const v1::DesiredState& desired) {
   std::vector<data::DeviceSchema> schemas;
   std::vector<std::pair<std::pair<std::string, std::string>, data::FilterSpec>> filters;
   std::vector<modbus::ModbusDevice> modbus_devices;
+  std::vector<mqtt::BrokerDevice> mqtt_devices;
   for (const auto& d : desired.devices()) {
     if (!d.token_sha256().empty()) tokens[d.token_sha256()] = d.name();
+    if (!d.mqtt_password_hash().empty()) mqtt_devices.push_back({d.name(), d.mqtt_password_hash()});
     data::DeviceSchema schema;
     schema.device = d.name();
     schema.allow_undeclared = d.allow_undeclared() || d.metrics().empty();
@@ -202,6 +247,11 @@ Status DataPlane::Apply(const v1::DesiredState& desired) {
   pipeline_->SetFilters(std::move(filters));
   if (auto st = modbus_->SetDevices(std::move(modbus_devices)); !st.ok())
     errors.push_back("modbus: " + std::string(st.message()));
+  mqtt_devices_ = mqtt_devices;
+  if (broker_) {
+    if (auto st = broker_->SetDevices(std::move(mqtt_devices)); !st.ok())
+      errors.push_back("mqtt: " + std::string(st.message()));
+  }
   if (errors.empty()) return Status::Ok();
   std::string msg;
   for (const auto& e : errors) msg += (msg.empty() ? "" : "; ") + e;
@@ -308,6 +358,19 @@ std::string DataPlane::StatsJson() const {
                 {"connected", s.connected}, {"lastError", s.last_error}};
   }
   j["modbus"] = mb;
+  if (subscriber_) {
+    auto ms = subscriber_->Stats();
+    nlohmann::json mq = {{"connected", ms.connected},        {"messages", ms.messages},
+                         {"accepted", ms.readings.accepted}, {"malformed", ms.malformed},
+                         {"sinkErrors", ms.sink_errors},     {"lastError", ms.last_error}};
+    if (broker_) {
+      auto bs = broker_->Stats();
+      mq["broker"] = {{"running", bs.running},    {"restarts", bs.restarts},
+                      {"reloads", bs.reloads},    {"devices", bs.devices},
+                      {"lastExit", bs.last_exit}, {"lastError", bs.last_error}};
+    }
+    j["mqtt"] = mq;
+  }
   j["desiredState"] = {{"appliedVersion", applied_version_.load()}};
   return j.dump();
 }

@@ -26,6 +26,8 @@
 #include "node/data/uplink.h"
 #include "node/local_api.h"
 #include "node/modbus/poller.h"
+#include "node/mqtt/broker.h"
+#include "node/mqtt/subscriber.h"
 #include "verge/v1/link.pb.h"
 
 namespace verge::node {
@@ -38,6 +40,13 @@ struct DataPlaneOptions {
   data::UplinkOptions uplink;
   Millis retention{24 * 3600 * 1000LL};
   size_t max_body_bytes = 16 << 20;
+  // MQTT: the node's own supervised Mosquitto listens here ("off": none), unless an external
+  // broker is given, which the node then only subscribes to.
+  std::string mqtt_listen = "127.0.0.1:1883";
+  std::string mqtt_dir;     // DATA/mqtt
+  std::string mqtt_broker;  // HOST:PORT of an external broker
+  std::string mqtt_username, mqtt_password;
+  std::string node_name;  // for the MQTT client id
 };
 
 class DataPlane {
@@ -62,6 +71,7 @@ class DataPlane {
 
  private:
   Status Apply(const v1::DesiredState& desired);
+  Status StartMqtt();
   void Maintain();
 
   DataPlaneOptions options_;
@@ -74,6 +84,9 @@ class DataPlane {
   std::unique_ptr<data::Ingestor> ingestor_;
   std::unique_ptr<data::UplinkSender> uplink_;
   std::unique_ptr<modbus::ModbusPoller> modbus_;
+  std::unique_ptr<mqtt::MosquittoBroker> broker_;
+  std::unique_ptr<mqtt::MqttSubscriber> subscriber_;
+  std::vector<mqtt::BrokerDevice> mqtt_devices_;  // GUARDED_BY(state_mu_)
   DeviceDirectory devices_;
   std::unique_ptr<LocalApi> api_;
   std::unique_ptr<http::HttpServer> http_;

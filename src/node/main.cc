@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   using namespace verge::node;
   CLI::App app{"verge-node: the Verge edge agent", "verge-node"};
   std::string config_file, data_dir, cloud, token, name, region, labels, type, heartbeat, log_level,
-      http_listen;
+      http_listen, mqtt_listen, mqtt_broker;
   std::vector<std::string> caps;
   bool print_default = false, version = false;
   app.add_option("--config", config_file, "YAML settings file (flags override it)");
@@ -29,6 +29,11 @@ int main(int argc, char** argv) {
   app.add_option("--capability", caps, "Extra capability to report (gpu, npu, fpga)");
   app.add_option("--heartbeat", heartbeat, "Heartbeat interval (e.g. 15s)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  app.add_option(
+      "--mqtt-listen", mqtt_listen,
+      "HOST:PORT of the node's own MQTT broker for devices (default 127.0.0.1:1883; off)");
+  app.add_option("--mqtt-broker", mqtt_broker,
+                 "HOST:PORT of an existing MQTT broker to take readings from instead");
   app.add_option("--http-listen", http_listen,
                  "HOST:PORT of the local API for devices (default 127.0.0.1:7480)");
   app.add_flag("--print-default-config", print_default, "Print the default settings and exit");
@@ -62,6 +67,8 @@ int main(int argc, char** argv) {
   if (!type.empty()) cfg.type = type;
   if (!log_level.empty()) cfg.log_level = log_level;
   if (!http_listen.empty()) cfg.http_listen = http_listen;
+  if (!mqtt_listen.empty()) cfg.mqtt_listen = mqtt_listen;
+  if (!mqtt_broker.empty()) cfg.mqtt_broker = mqtt_broker;
   for (auto& c : caps) cfg.capabilities.push_back(c);
   if (!labels.empty()) {
     auto l = ParseLabelList(labels);

@@ -81,6 +81,8 @@ struct Fixture {
   std::string node_dir;
   std::string api;  // node's local API
 
+  std::vector<std::string> extra;  // more node flags
+
   void Start(const std::string& name = "n1") {
     cloud = std::make_unique<Cloud>(tmp, kFastSilences);
     StartNodeOnly(name);
@@ -89,6 +91,7 @@ struct Fixture {
   void StartNodeOnly(const std::string& name = "n1") {
     NodeOptions o{name, "eu", "", "gateway", "300ms", cloud->bootstrap_token()};
     o.extra = {"--config", FastReconnectConfig(tmp, name)};
+    o.extra.insert(o.extra.end(), extra.begin(), extra.end());
     node_dir = tmp / name;
     std::filesystem::remove(node_dir + "/listen.json");
     node = StartNode(tmp, cloud->link(), o);
@@ -195,6 +198,78 @@ TEST(Data, BadInputIsRejectedClearlyAndNothingElseIsAffected) {
   EXPECT_EQ(Post(f.api, b, R"({"value": 2})").status, 200);
   ASSERT_TRUE(Eventually([&] { return CloudPoints(*f.cloud, "a").size() == 5; }))
       << CloudPoints(*f.cloud, "a").size();
+}
+
+// A device publishing over MQTT to the node's own broker: every reading the broker
+// acknowledged reaches the cloud. (Paced, so that no two readings of a metric share a
+// millisecond: those would rightly be dropped as duplicates.)
+TEST(Data, MqttReadingsReachTheCloud) {
+  Fixture f;
+  std::string mqtt = "127.0.0.1:" + std::to_string(FreePort());
+  f.extra = {"--mqtt-listen", mqtt};
+  f.Start();
+  std::string token = AddDevice(*f.cloud, "mq-1", "n1");
+  ASSERT_FALSE(token.empty());
+  // Known to the node (and so to its broker) once the desired state is applied.
+  ASSERT_TRUE(Eventually([&] {
+    auto n = f.cloud->Node("n1");
+    return n && (*n)["appliedVersion"].get<uint64_t>() >= 1;
+  }));
+  std::vector<std::string> argv = {BinDir() + "/verge-devsim",
+                                   "mqtt",
+                                   "--broker",
+                                   mqtt,
+                                   "--device",
+                                   "mq-1=" + token,
+                                   "--count",
+                                   "1000",
+                                   "--rate",
+                                   "400",
+                                   "--qos",
+                                   "1",
+                                   "--metrics",
+                                   "temperature,humidity"};
+  int accepted = -1;
+  // The broker applies a new device asynchronously: retry the publisher until it gets in.
+  ASSERT_TRUE(Eventually(
+      [&] {
+        Process sim(argv, f.tmp / "devsim.log");
+        if (sim.Wait(seconds(60)) != 0) return false;
+        std::string log = sim.Log();
+        // The summary is the last line that is a JSON object.
+        json summary;
+        size_t pos = 0;
+        while (pos < log.size()) {
+          size_t end = log.find('\n', pos);
+          if (end == std::string::npos) end = log.size();
+          if (log[pos] == '{') {
+            auto j = json::parse(log.substr(pos, end - pos), nullptr, false);
+            if (!j.is_discarded() && j.contains("accepted")) summary = j;
+          }
+          pos = end + 1;
+        }
+        if (summary.is_null() || summary["accepted"].get<int>() == 0) return false;
+        auto& j = summary;
+        accepted = j["accepted"].get<int>();
+        return true;
+      },
+      seconds(60)));
+  ASSERT_GT(accepted, 0);
+  // Every acknowledged message reached the node; readings that repeat a (metric, ms) of the
+  // simulator's are dropped there as duplicates, and everything else reaches the cloud.
+  json st;
+  ASSERT_TRUE(Eventually([&] {
+    st = json::parse(NodeStats(f.api, f.node_dir), nullptr, false);
+    return !st.is_discarded() && st["mqtt"]["messages"].get<int>() >= accepted;
+  })) << NodeStats(f.api, f.node_dir);
+  int node_accepted = st["mqtt"]["accepted"].get<int>();
+  int duplicates = st["ingest"]["rejected"].value("duplicate", 0);
+  EXPECT_EQ(node_accepted + duplicates, accepted);
+  ASSERT_TRUE(Eventually([&] {
+    return CloudPoints(*f.cloud, "mq-1").size() >= size_t(node_accepted);
+  })) << CloudPoints(*f.cloud, "mq-1").size()
+      << " of " << node_accepted;
+  EXPECT_EQ(CloudPoints(*f.cloud, "mq-1").size(), size_t(node_accepted));
 }
 
 // 100,000 readings over HTTP while the cloud is down for part of the run and the node is

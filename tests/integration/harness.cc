@@ -207,6 +207,9 @@ std::unique_ptr<Process> StartNode(const TempDir& tmp, const std::string& cloud_
   // Several nodes share the machine: each takes a free port for its local API (listen.json).
   if (std::find(o.extra.begin(), o.extra.end(), "--http-listen") == o.extra.end())
     argv.insert(argv.end(), {"--http-listen", "127.0.0.1:0"});
+  // No broker unless the test asks for one: MQTT needs a fixed port.
+  if (std::find(o.extra.begin(), o.extra.end(), "--mqtt-listen") == o.extra.end())
+    argv.insert(argv.end(), {"--mqtt-listen", "off"});
   return std::make_unique<Process>(argv, tmp / (o.name + ".log"));
 }
 

@@ -81,9 +81,15 @@ Status UplinkBuffer::Load() {
       if (key == CounterKey("expired_readings", p)) c.expired_readings = v;
     }
   }
-  VERGE_ASSIGN_OR_RETURN(auto j, db_.Prepare("SELECT count(*), max(seq) FROM journal"));
+  VERGE_ASSIGN_OR_RETURN(auto j,
+                         db_.Prepare("SELECT count(*), coalesce(max(seq), 0) FROM journal"));
   VERGE_ASSIGN_OR_RETURN(bool jr, j.Step());
-  if (jr) stats_.journal_entries = static_cast<uint64_t>(j.Int(0));
+  if (jr) {
+    stats_.journal_entries = static_cast<uint64_t>(j.Int(0));
+    // Journal seqs must only grow: SQLite would reuse rowids once the table is empty, and an
+    // entry numbered below the cursor would never be read.
+    journal_next_ = std::max({journal_next_, static_cast<uint64_t>(j.Int(1)) + 1, cursor_.seq});
+  }
   VERGE_ASSIGN_OR_RETURN(
       auto b, db_.Prepare("SELECT count(*), coalesce(sum(bytes), 0), coalesce(sum(count), 0), "
                           "coalesce(max(seq), 0) FROM batches"));
@@ -101,11 +107,16 @@ Status UplinkBuffer::Load() {
 Result<uint64_t> UplinkBuffer::Append(std::span<const Reading> readings) {
   std::string data = EncodeReadings(readings);
   std::lock_guard lock(mu_);
-  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("INSERT INTO journal(count, data) VALUES (?, ?)"));
-  st.Bind(1, static_cast<int64_t>(readings.size())).BindBlob(2, data);
+  VERGE_ASSIGN_OR_RETURN(auto st,
+                         db_.Prepare("INSERT INTO journal(seq, count, data) VALUES (?, ?, ?)"));
+  uint64_t seq = journal_next_;
+  st.Bind(1, static_cast<int64_t>(seq))
+      .Bind(2, static_cast<int64_t>(readings.size()))
+      .BindBlob(3, data);
   VERGE_RETURN_IF_ERROR(st.Run());
+  ++journal_next_;
   ++stats_.journal_entries;
-  return static_cast<uint64_t>(sqlite3_last_insert_rowid(db_.raw()));
+  return seq;
 }
 
 Result<std::vector<JournalEntry>> UplinkBuffer::ReadJournal(const Cursor& from,

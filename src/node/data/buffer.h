@@ -116,9 +116,10 @@ class UplinkBuffer {
   mutable sql::Db db_;     // GUARDED_BY(mu_)
   BufferOptions options_;  // const after construction
   const Clock& clock_;
-  Cursor cursor_;          // GUARDED_BY(mu_)
-  uint64_t next_seq_ = 1;  // GUARDED_BY(mu_)
-  BufferStats stats_;      // GUARDED_BY(mu_)
+  Cursor cursor_;              // GUARDED_BY(mu_)
+  uint64_t next_seq_ = 1;      // GUARDED_BY(mu_)
+  uint64_t journal_next_ = 1;  // GUARDED_BY(mu_)
+  BufferStats stats_;          // GUARDED_BY(mu_)
 };
 
 }  // namespace verge::data

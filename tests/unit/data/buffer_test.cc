@@ -94,6 +94,34 @@ TEST(UplinkBuffer, JournalSurvivesReopenAndCommitMovesTheCursor) {
   EXPECT_EQ((*buf)->next_seq(), 2u);
 }
 
+// Regression: once the journal was wholly consumed, SQLite reused rowid 1 for the next entry,
+// below the cursor, and the pipeline never read it (seen as readings stuck on a node after a
+// restart).
+TEST(UplinkBuffer, JournalSeqsKeepGrowingAfterTheJournalEmpties) {
+  Dir dir;
+  FakeClock clock;
+  {
+    auto buf = UplinkBuffer::Open(dir / "b.db", {}, clock);
+    ASSERT_TRUE(buf.ok());
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE((*buf)->Append(Make("d", 2)).ok());
+    std::vector<StoredBatch> none;
+    ASSERT_TRUE((*buf)->Commit(none, Cursor{4, 0}).ok());
+    EXPECT_EQ((*buf)->stats().journal_entries, 0u);
+    auto seq = (*buf)->Append(Make("d", 2));
+    ASSERT_TRUE(seq.ok());
+    EXPECT_EQ(*seq, 4u);
+    ASSERT_TRUE((*buf)->Commit(none, Cursor{5, 0}).ok());
+  }
+  auto buf = UplinkBuffer::Open(dir / "b.db", {}, clock);
+  ASSERT_TRUE(buf.ok());
+  auto seq = (*buf)->Append(Make("d", 2));
+  ASSERT_TRUE(seq.ok());
+  EXPECT_GE(*seq, 5u);
+  auto entries = (*buf)->ReadJournal((*buf)->cursor(), 10);
+  ASSERT_TRUE(entries.ok());
+  ASSERT_EQ(entries->size(), 1u);
+}
+
 TEST(UplinkBuffer, EvictsLowestPriorityOldestFirstAndCountsExactly) {
   Dir dir;
   FakeClock clock;
