@@ -22,6 +22,7 @@
 
 #include "cloud/store.h"
 #include "common/status.h"
+#include "common/timestamp.h"
 
 namespace verge::cloud {
 
@@ -52,10 +53,6 @@ struct Point {
   double value = 0;
 };
 
-// Times for from/to: RFC 3339 (any fraction digits, Z or an offset), epoch milliseconds
-// (digits only), "now", or a duration meaning that long ago ("1h", "-1h", "90s").
-Result<int64_t> ParseQueryTime(std::string_view text, int64_t now_ns);
-
 // Every parameter checked, every problem reported at once. Defaults: from the beginning of
 // time, to now + 1 h (node clocks run ahead), no aggregation, limit 10,000 (at most 100,000).
 Result<TelemetryQuery> ParseTelemetryQuery(const std::map<std::string, std::string>& params,
@@ -63,9 +60,6 @@ Result<TelemetryQuery> ParseTelemetryQuery(const std::map<std::string, std::stri
 
 // Points ordered by metric, then time; at most q.limit.
 Result<std::vector<Point>> RunTelemetryQuery(Store& store, const TelemetryQuery& q);
-
-// RFC 3339 UTC with as many fraction digits as the value needs (none for whole seconds).
-std::string FormatTimeNs(int64_t ns);
 
 // [{"ts", "tsNs", "device", "metric", "value"}, ...]
 nlohmann::json PointsJson(const std::string& device, const std::vector<Point>& points);

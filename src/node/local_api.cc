@@ -6,6 +6,7 @@
 
 #include "common/duration.h"
 #include "common/pki.h"
+#include "common/timestamp.h"
 #include "node/data/payload.h"
 
 namespace verge::node {
@@ -31,50 +32,6 @@ std::optional<std::string> DeviceDirectory::DeviceForToken(std::string_view toke
 bool DeviceDirectory::Known(const std::string& device) const {
   std::shared_lock lock(mu_);
   return devices_.count(device) > 0;
-}
-
-std::string FormatTimeNs(int64_t ns) {
-  int64_t secs = ns / 1'000'000'000;
-  int64_t frac = ns % 1'000'000'000;
-  if (frac < 0) {
-    frac += 1'000'000'000;
-    --secs;
-  }
-  std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char base[32];
-  std::strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string out = base;
-  if (frac != 0) {
-    char f[16];
-    if (frac % 1'000'000 == 0) {
-      std::snprintf(f, sizeof f, ".%03lld", static_cast<long long>(frac / 1'000'000));
-    } else if (frac % 1000 == 0) {
-      std::snprintf(f, sizeof f, ".%06lld", static_cast<long long>(frac / 1000));
-    } else {
-      std::snprintf(f, sizeof f, ".%09lld", static_cast<long long>(frac));
-    }
-    out += f;
-  }
-  return out + "Z";
-}
-
-Result<int64_t> ParseTimeArg(std::string_view s, int64_t now_ns) {
-  if (s.empty()) return Error(Code::kInvalidArgument, "empty time");
-  if (s.find('T') != std::string_view::npos || s.find('t') != std::string_view::npos ||
-      s.find(' ') != std::string_view::npos) {
-    return data::ParseRfc3339(s);
-  }
-  int64_t ms = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), ms);
-  if (ec == std::errc() && p == s.data() + s.size()) return ms * 1'000'000;
-  std::string_view d = s.front() == '-' ? s.substr(1) : s;
-  auto dur = ParseDuration(d);
-  if (!dur.ok())
-    return Error(Code::kInvalidArgument,
-                 "time '{}': use RFC 3339, epoch milliseconds or a duration ago like 1h", s);
-  return now_ns - dur->count() * 1'000'000;
 }
 
 LocalApi::LocalApi(data::IngestSink& sink, data::SeriesStore& series,

@@ -59,9 +59,4 @@ class LocalApi {
   StatsFn stats_;
 };
 
-// RFC 3339 UTC with as many fraction digits as the value needs (0, 3, 6 or 9).
-std::string FormatTimeNs(int64_t ns);
-// RFC 3339, epoch ms, or a duration ago ("-1h" and "1h" both mean one hour ago).
-Result<int64_t> ParseTimeArg(std::string_view s, int64_t now_ns);
-
 }  // namespace verge::node

@@ -290,18 +290,18 @@ TEST(MakeChunks, NeverCrossAnHourAndMergeRepeatedSeries) {
 
 TEST(QueryTime, AcceptsRfc3339EpochMsNowAndAgo) {
   const int64_t now = kT0 + 123;
-  EXPECT_EQ(*ParseQueryTime("now", now), now);
-  EXPECT_EQ(*ParseQueryTime("1700000000000", now), kT0);
-  EXPECT_EQ(*ParseQueryTime("2023-11-14T22:13:20Z", now), kT0);
-  EXPECT_EQ(*ParseQueryTime("2023-11-14T22:13:20.000000001Z", now), kT0 + 1);
-  EXPECT_EQ(*ParseQueryTime("2023-11-14T22:13:20.5z", now), kT0 + kSec / 2);
-  EXPECT_EQ(*ParseQueryTime("2023-11-15T00:13:20+02:00", now), kT0);
-  EXPECT_EQ(*ParseQueryTime("1h", now), now - 3600 * kSec);
-  EXPECT_EQ(*ParseQueryTime("-1h", now), now - 3600 * kSec);
-  EXPECT_EQ(*ParseQueryTime("90s", now), now - 90 * kSec);
+  EXPECT_EQ(*ParseTimeArg("now", now), now);
+  EXPECT_EQ(*ParseTimeArg("1700000000000", now), kT0);
+  EXPECT_EQ(*ParseTimeArg("2023-11-14T22:13:20Z", now), kT0);
+  EXPECT_EQ(*ParseTimeArg("2023-11-14T22:13:20.000000001Z", now), kT0 + 1);
+  EXPECT_EQ(*ParseTimeArg("2023-11-14T22:13:20.5z", now), kT0 + kSec / 2);
+  EXPECT_EQ(*ParseTimeArg("2023-11-15T00:13:20+02:00", now), kT0);
+  EXPECT_EQ(*ParseTimeArg("1h", now), now - 3600 * kSec);
+  EXPECT_EQ(*ParseTimeArg("-1h", now), now - 3600 * kSec);
+  EXPECT_EQ(*ParseTimeArg("90s", now), now - 90 * kSec);
   for (const char* bad : {"", "yesterday", "2023-13-01T00:00:00Z", "2023-11-14T22:13:20",
                           "2023-11-14T22:13:20.Z", "99999999999999", "-", "1x", "12:00"}) {
-    auto t = ParseQueryTime(bad, now);
+    auto t = ParseTimeArg(bad, now);
     EXPECT_FALSE(t.ok()) << bad;
     if (!t.ok()) {
       EXPECT_NE(t.status().message().find("RFC 3339"), std::string::npos);
@@ -364,7 +364,7 @@ TEST(QueryTime, FormatsWithTheFractionDigitsNeeded) {
   EXPECT_EQ(FormatTimeNs(0), "1970-01-01T00:00:00Z");
   // What it writes, the parser reads back.
   for (int64_t t : {kT0, kT0 + 1, kT0 + 999'999'999, int64_t{86'399} * kSec + 7}) {
-    EXPECT_EQ(*ParseQueryTime(FormatTimeNs(t), 0), t);
+    EXPECT_EQ(*ParseTimeArg(FormatTimeNs(t), 0), t);
   }
 }
 
