@@ -2,10 +2,13 @@
 // posted to the node reach the cloud exactly once, also across a cloud outage and node crashes.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
+#include <tuple>
 
 #include "common/fs.h"
 #include "harness.h"
+#include "mqtt_device.h"
 
 namespace verge::testing {
 namespace {
@@ -272,39 +275,123 @@ TEST(Data, MqttReadingsReachTheCloud) {
   EXPECT_EQ(CloudPoints(*f.cloud, "mq-1").size(), size_t(node_accepted));
 }
 
-// 100,000 readings over HTTP while the cloud is down for part of the run and the node is
-// SIGKILLed twice: the cloud ends with exactly the accepted readings, no duplicates.
-TEST(Data, NothingAcceptedIsLostOrStoredTwiceAcrossOutagesAndCrashes) {
+// A Modbus device declared in the cloud with the register map of `verge-devsim modbus`: its
+// node polls the simulator and every register's readings reach the cloud, decoded within the
+// span the simulator declares; polling resumes after the simulator goes away and comes back.
+TEST(Data, ModbusDeviceIsPolledAndItsReadingsReachTheCloud) {
   Fixture f;
   f.Start();
+  json map = ModbusSimMap(f.tmp, 1);
+  ModbusSim sim = StartModbusSim(f.tmp, "127.0.0.1:0", 1, "sim.log");
+  json registers = json::array();
+  std::map<std::string, std::pair<double, double>> spans;  // metric -> [min, max]
+  for (const json& r : map["devices"][0]["registers"]) {
+    registers.push_back({{"metric", r["metric"]},
+                         {"address", r["address"]},
+                         {"kind", r["kind"]},
+                         {"type", r["type"]},
+                         {"byteOrder", r["byte_order"]},
+                         {"wordOrder", r["word_order"]},
+                         {"scale", r["scale"]},
+                         {"offset", r["offset"]},
+                         {"interval", "100ms"}});
+    spans[r["metric"]] = {r["min"].get<double>(), r["max"].get<double>()};
+  }
+  ASSERT_GE(spans.size(), 2u);
+  json modbus = {{"host", sim.host}, {"port", sim.port}, {"unitId", 1}, {"registers", registers}};
+  ASSERT_FALSE(AddDevice(*f.cloud, "plc", "n1", {{"modbus", modbus}}).empty());
+
+  auto per_metric = [&] {
+    std::map<std::string, std::vector<json>> by;
+    for (auto& p : CloudPoints(*f.cloud, "plc")) by[p["metric"]].push_back(p);
+    return by;
+  };
+  auto all_have = [&](size_t n, int64_t after_ns) {
+    auto by = per_metric();
+    for (auto& [metric, span] : spans) {
+      size_t newer = 0;
+      for (auto& p : by[metric]) newer += p["tsNs"].get<int64_t>() > after_ns;
+      if (newer < n) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(Eventually([&] { return all_have(5, 0); }, seconds(60)))
+      << "node: " << NodeStats(f.api, f.node_dir) << "\nsim: " << sim.proc->Log();
+  for (auto& [metric, points] : per_metric()) {
+    ASSERT_TRUE(spans.count(metric)) << "unexpected metric " << metric;
+    auto [lo, hi] = spans[metric];
+    for (auto& p : points) {
+      double v = p["value"].get<double>();
+      EXPECT_TRUE(v >= lo && v <= hi)
+          << metric << " = " << v << " outside [" << lo << ", " << hi << "]";
+    }
+  }
+
+  // The simulator goes away and comes back on the same address: polling resumes.
+  sim.proc->Signal(SIGKILL);
+  sim.proc->Wait(seconds(10));
+  int64_t back_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+  ModbusSim again =
+      StartModbusSim(f.tmp, "127.0.0.1:" + std::to_string(sim.port), 1, "sim-again.log");
+  EXPECT_TRUE(Eventually([&] { return all_have(3, back_ns); }, seconds(60)))
+      << "node: " << NodeStats(f.api, f.node_dir);
+}
+
+// Every point the cloud holds for a device's metric, as ms timestamp -> value, and how many
+// points there were in all (more than the map's size means duplicates).
+std::map<int64_t, double> StoredByMs(const std::vector<json>& points, const std::string& metric,
+                                     size_t& count) {
+  std::map<int64_t, double> stored;
+  count = 0;
+  for (auto& p : points) {
+    if (p["metric"] != metric) continue;
+    ++count;
+    stored[p["tsNs"].get<int64_t>() / 1'000'000] = p["value"].get<double>();
+  }
+  return stored;
+}
+
+// 100,000 readings, half over HTTP and half over MQTT, while the cloud is down for part of the
+// run and the node is SIGKILLed twice: the cloud ends with exactly the accepted readings, no
+// duplicates. Both devices behave as real ones do: they send again what got no answer.
+TEST(Data, NothingAcceptedIsLostOrStoredTwiceAcrossOutagesAndCrashes) {
+  Fixture f;
+  int mqtt_port = FreePort();
+  f.extra = {"--mqtt-listen", "127.0.0.1:" + std::to_string(mqtt_port)};
+  f.Start();
   std::string token = AddDevice(*f.cloud, "meter", "n1");
+  std::string mq_token = AddDevice(*f.cloud, "mq", "n1");
   ASSERT_TRUE(Eventually([&] {
     return Post(f.api, token,
                 R"({"metric": "warmup", "value": 0, "timestamp": )" + Ts(-100000) + "}")
                .status == 200;
   }));
+  // The broker learns of a new device asynchronously: retry until it lets the device in.
+  std::unique_ptr<TestDevice> mq;
+  ASSERT_TRUE(Eventually([&] {
+    mq = std::make_unique<TestDevice>("mq", mq_token, mqtt_port);
+    return mq->Connect() == 0;
+  }));
   std::string api = f.cloud->api(), link = f.cloud->link();
-  constexpr int kTotal = 100'000, kPerRequest = 500;
-  std::map<int64_t, double> accepted;  // ts -> value
-  int sent_requests = 0;
-  for (int start = 0; start < kTotal; start += kPerRequest) {
-    ++sent_requests;
-    if (sent_requests == 40) f.cloud->Stop(SIGKILL);
-    if (sent_requests == 70 || sent_requests == 150) {
+  constexpr int kHalf = 50'000, kPerRequest = 500, kPerMessage = 50;
+  constexpr int kSteps = kHalf / kPerRequest;
+  std::map<int64_t, double> accepted, mq_accepted;  // ms -> value
+  for (int step = 0; step < kSteps; ++step) {
+    if (step == 20) f.cloud->Stop(SIGKILL);
+    if (step == 35 || step == 75) {
       f.node->Signal(SIGKILL);
       f.node->Wait(seconds(10));
       f.StartNodeOnly();
     }
-    if (sent_requests == 120) {
-      f.cloud = std::make_unique<Cloud>(f.tmp, kFastSilences, "cloud", api, link);
-    }
+    if (step == 60) f.cloud = std::make_unique<Cloud>(f.tmp, kFastSilences, "cloud", api, link);
+    int start = step * kPerRequest;
     json batch = json::array();
     for (int i = start; i < start + kPerRequest; ++i) {
-      int64_t ts = T0() + i;
-      batch.push_back({{"metric", "energy"}, {"value", i * 0.25}, {"timestamp", ts}});
+      batch.push_back({{"metric", "energy"}, {"value", i * 0.25}, {"timestamp", T0() + i}});
     }
-    // The device retries until it gets an answer: a retry of readings already stored is
-    // answered 200 with them as duplicates.
+    // A retry of readings already stored is answered 200 with them as duplicates.
     http::Response r;
     ASSERT_TRUE(Eventually([&] {
       r = Post(f.api, token, batch.dump());
@@ -312,29 +399,40 @@ TEST(Data, NothingAcceptedIsLostOrStoredTwiceAcrossOutagesAndCrashes) {
     })) << r.status
         << " " << r.body;
     for (int i = start; i < start + kPerRequest; ++i) accepted[T0() + i] = i * 0.25;
+    // The same span of readings over MQTT, a message of kPerMessage at a time; a message with
+    // no PUBACK (the node and its broker were killed, or are starting) is published again.
+    for (int m = start; m < start + kPerRequest; m += kPerMessage) {
+      json msg = json::array();
+      for (int i = m; i < m + kPerMessage; ++i) {
+        msg.push_back({{"metric", "flow"}, {"value", i * 0.5}, {"timestamp", T0() + i}});
+      }
+      ASSERT_TRUE(Eventually([&] {
+        return mq->Publish(mqtt::TelemetryTopic("mq"), msg.dump(), 1, seconds(2));
+      })) << "no PUBACK; node: "
+          << f.node->Log();
+      for (int i = m; i < m + kPerMessage; ++i) mq_accepted[T0() + i] = i * 0.5;
+    }
   }
-  // One complete read of what the cloud holds, kept for the checks below (a second read of
-  // 100k points could fail on its own under the sanitizers and look like data loss).
-  std::vector<json> points;
-  ASSERT_TRUE(Eventually(
-      [&] {
-        points = CloudPoints(*f.cloud, "meter");
-        size_t n = 0;
-        for (auto& p : points) n += p["metric"] == "energy";
-        return n >= accepted.size();
-      },
-      seconds(120)))
-      << "cloud has " << points.size() << " of " << accepted.size()
-      << "; node: " << NodeStats(f.api, f.node_dir);
-  std::map<int64_t, double> stored;
-  size_t energy = 0;
-  for (auto& p : points) {
-    if (p["metric"] != "energy") continue;
-    ++energy;
-    stored[p["tsNs"].get<int64_t>() / 1'000'000] = p["value"].get<double>();
+  // One complete read per device of what the cloud holds, kept for the checks below (a second
+  // read of 50k points could fail on its own under the sanitizers and look like data loss).
+  for (auto [device, metric, want] :
+       {std::tuple{"meter", "energy", &accepted}, std::tuple{"mq", "flow", &mq_accepted}}) {
+    SCOPED_TRACE(device);
+    std::vector<json> points;
+    size_t count = 0;
+    ASSERT_TRUE(Eventually(
+        [&] {
+          points = CloudPoints(*f.cloud, device);
+          StoredByMs(points, metric, count);
+          return count >= want->size();
+        },
+        seconds(120)))
+        << "cloud has " << count << " of " << want->size()
+        << "; node: " << NodeStats(f.api, f.node_dir);
+    auto stored = StoredByMs(points, metric, count);
+    EXPECT_EQ(count, want->size()) << "duplicates in the cloud";
+    EXPECT_EQ(stored, *want);
   }
-  EXPECT_EQ(energy, accepted.size()) << "duplicates in the cloud";
-  EXPECT_EQ(stored, accepted);
 }
 
 }  // namespace

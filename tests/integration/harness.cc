@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include "common/fs.h"
@@ -278,6 +279,42 @@ std::string FastReconnectConfig(const TempDir& tmp, const std::string& name) {
   std::string path = tmp / (name + ".yaml");
   std::ofstream(path) << "reconnectInitial: 100ms\nreconnectMax: 500ms\n";
   return path;
+}
+
+ModbusSim StartModbusSim(const TempDir& tmp, const std::string& listen, int devices,
+                         const std::string& log) {
+  ModbusSim sim;
+  sim.proc = std::make_unique<Process>(
+      std::vector<std::string>{BinDir() + "/verge-devsim", "modbus", "--listen", listen,
+                               "--devices", std::to_string(devices), "--update", "50ms"},
+      tmp / log);
+  std::string line;
+  bool up = Eventually(
+      [&] {
+        std::string out = sim.proc->Log();
+        auto at = out.find("listening ");
+        auto end = out.find('\n', at);
+        if (at == std::string::npos || end == std::string::npos) return !sim.proc->Running();
+        line = out.substr(at + 10, end - at - 10);
+        return true;
+      },
+      std::chrono::seconds(30));
+  if (!up || line.empty())
+    throw std::runtime_error("verge-devsim did not start:\n" + sim.proc->Log());
+  auto colon = line.rfind(':');
+  sim.host = line.substr(0, colon);
+  sim.port = std::stoi(line.substr(colon + 1));
+  return sim;
+}
+
+nlohmann::json ModbusSimMap(const TempDir& tmp, int devices) {
+  Process p(
+      {BinDir() + "/verge-devsim", "modbus", "--print-map", "--devices", std::to_string(devices)},
+      tmp / "map.json");
+  if (p.Wait(std::chrono::seconds(30)) != 0) {
+    throw std::runtime_error("verge-devsim --print-map failed:\n" + p.Log());
+  }
+  return nlohmann::json::parse(p.Log());
 }
 
 }  // namespace verge::testing

@@ -117,4 +117,19 @@ std::optional<std::string> NodeHttpAddress(const std::string& node_data_dir);
 // Writes a node config file that makes reconnects fast (tests restart clouds).
 std::string FastReconnectConfig(const TempDir& tmp, const std::string& name);
 
+// A running `verge-devsim modbus` and the address it serves.
+struct ModbusSim {
+  std::unique_ptr<Process> proc;
+  std::string host;
+  int port = 0;
+};
+
+// Starts `verge-devsim modbus --listen LISTEN --devices N --update 50ms`; throws if it does
+// not start.
+ModbusSim StartModbusSim(const TempDir& tmp, const std::string& listen, int devices,
+                         const std::string& log);
+
+// The register map `verge-devsim modbus --print-map --devices N` prints.
+nlohmann::json ModbusSimMap(const TempDir& tmp, int devices);
+
 }  // namespace verge::testing

@@ -23,46 +23,6 @@ using modbus::ModbusPoller;
 using modbus::RegisterSpec;
 using std::chrono::seconds;
 
-// A running `verge-devsim modbus`.
-struct Sim {
-  std::unique_ptr<Process> proc;
-  std::string host;
-  int port = 0;
-};
-
-Sim StartSim(const TempDir& tmp, const std::string& listen, int devices, const std::string& log) {
-  Sim sim;
-  sim.proc = std::make_unique<Process>(
-      std::vector<std::string>{BinDir() + "/verge-devsim", "modbus", "--listen", listen,
-                               "--devices", std::to_string(devices), "--update", "50ms"},
-      tmp / log);
-  std::string line;
-  bool up = Eventually(
-      [&] {
-        std::string out = sim.proc->Log();
-        auto at = out.find("listening ");
-        auto end = out.find('\n', at);
-        if (at == std::string::npos || end == std::string::npos) return !sim.proc->Running();
-        line = out.substr(at + 10, end - at - 10);
-        return true;
-      },
-      seconds(30));
-  if (!up || line.empty())
-    throw std::runtime_error("verge-devsim did not start:\n" + sim.proc->Log());
-  auto colon = line.rfind(':');
-  sim.host = line.substr(0, colon);
-  sim.port = std::stoi(line.substr(colon + 1));
-  return sim;
-}
-
-json PrintMap(const TempDir& tmp, int devices) {
-  Process p(
-      {BinDir() + "/verge-devsim", "modbus", "--print-map", "--devices", std::to_string(devices)},
-      tmp / "map.json");
-  EXPECT_EQ(p.Wait(seconds(30)), 0) << p.Log();
-  return json::parse(p.Log());
-}
-
 // The map's register entries for one unit, as a node config would declare them.
 std::vector<RegisterSpec> Registers(const json& unit, Millis interval) {
   std::vector<RegisterSpec> out;
@@ -146,13 +106,13 @@ class ModbusPolling : public ::testing::Test {
  protected:
   // Starts `verge-devsim modbus --devices units` and reads the map it serves.
   void Start(int units) {
-    map_ = PrintMap(tmp_, units);
-    sim_ = StartSim(tmp_, "127.0.0.1:0", units, "sim.log");
+    map_ = ModbusSimMap(tmp_, units);
+    sim_ = StartModbusSim(tmp_, "127.0.0.1:0", units, "sim.log");
   }
 
   TempDir tmp_;
   json map_;
-  Sim sim_;
+  ModbusSim sim_;
   SystemClock clock_;
   Collector got_;
 };
@@ -231,7 +191,7 @@ TEST_F(ModbusPolling, ReconnectsAfterTheSimulatorIsKilledAndRestarted) {
   EXPECT_FALSE(down.last_error.empty());
   const size_t before = got_.Total("plc");
 
-  Sim again = StartSim(tmp_, "127.0.0.1:" + std::to_string(sim_.port), 1, "sim2.log");
+  ModbusSim again = StartModbusSim(tmp_, "127.0.0.1:" + std::to_string(sim_.port), 1, "sim2.log");
   ASSERT_TRUE(Eventually([&] { return got_.Total("plc") >= before + 40; }))
       << StatsOf(poller, "plc").last_error << "\n"
       << again.proc->Log();
@@ -346,7 +306,7 @@ TEST_F(ModbusPolling, SetDevicesAddsRemovesAndRestartsOnlyWhatChanged) {
 
 TEST(ModbusSimulator, ExitsCleanlyOnSigtermAndRejectsBadUsage) {
   TempDir tmp;
-  Sim sim = StartSim(tmp, "127.0.0.1:0", 1, "sim.log");
+  ModbusSim sim = StartModbusSim(tmp, "127.0.0.1:0", 1, "sim.log");
   sim.proc->Signal(SIGTERM);
   EXPECT_EQ(sim.proc->Wait(seconds(10)), 0) << sim.proc->Log();
 
@@ -364,7 +324,7 @@ TEST(ModbusSimulator, ExitsCleanlyOnSigtermAndRejectsBadUsage) {
     EXPECT_EQ(p.Wait(seconds(10)), 2) << args.back();
   }
   // A port already taken is a runtime failure, not a usage error.
-  Sim holder = StartSim(tmp, "127.0.0.1:0", 1, "holder.log");
+  ModbusSim holder = StartModbusSim(tmp, "127.0.0.1:0", 1, "holder.log");
   Process taken({BinDir() + "/verge-devsim", "modbus", "--listen",
                  "127.0.0.1:" + std::to_string(holder.port)},
                 tmp / "taken.log");
