@@ -2,8 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
-#include <optional>
+#include <limits>
 
 #include "common/duration.h"
 
@@ -32,50 +33,84 @@ bool Digits(std::string_view s, size_t pos, size_t len, int& out) {
   return true;
 }
 
-std::optional<int64_t> ParseRfc3339Ns(std::string_view s) {
-  int y, mo, d, h, mi, sec;
-  if (s.size() < 20 || !Digits(s, 0, 4, y) || s[4] != '-' || !Digits(s, 5, 2, mo) || s[7] != '-' ||
-      !Digits(s, 8, 2, d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-      !Digits(s, 11, 2, h) || s[13] != ':' || !Digits(s, 14, 2, mi) || s[16] != ':' ||
-      !Digits(s, 17, 2, sec)) {
-    return std::nullopt;
-  }
-  std::chrono::year_month_day ymd{std::chrono::year(y),
-                                  std::chrono::month(static_cast<unsigned>(mo)),
-                                  std::chrono::day(static_cast<unsigned>(d))};
-  if (!ymd.ok() || h > 23 || mi > 59 || sec > 60) return std::nullopt;
-  size_t pos = 19;
-  int64_t frac = 0;
-  if (pos < s.size() && s[pos] == '.') {
-    ++pos;
-    size_t start = pos;
-    int64_t scale = 100'000'000;
-    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
-      frac += (s[pos] - '0') * scale;  // digits past nanoseconds are dropped (scale 0)
-      scale /= 10;
-      ++pos;
-    }
-    if (pos == start) return std::nullopt;
-  }
-  std::string_view zone = s.substr(pos);
-  int64_t offset_s = 0;
-  if (zone == "Z" || zone == "z") {
-  } else if (zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && zone[3] == ':') {
-    int oh, om;
-    if (!Digits(zone, 1, 2, oh) || !Digits(zone, 4, 2, om) || oh > 23 || om > 59) {
-      return std::nullopt;
-    }
-    offset_s = (zone[0] == '-' ? -1 : 1) * (int64_t{oh} * 3600 + om * 60);
-  } else {
-    return std::nullopt;
-  }
-  int64_t days = std::chrono::sys_days(ymd).time_since_epoch().count();
-  int64_t secs = days * 86400 + int64_t{h} * 3600 + int64_t{mi} * 60 + sec - offset_s;
-  if (secs < -9'000'000'000LL || secs > 9'000'000'000LL) return std::nullopt;
-  return secs * kNsPerSec + frac;
+bool IsLeapYear(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+int DaysInMonth(int64_t y, int m) {
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return m == 2 && IsLeapYear(y) ? 29 : kDays[m - 1];
+}
+
+// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+int64_t DaysFromCivil(int64_t y, int m, int d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const int64_t yoe = y - era * 400;
+  const int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
 }
 
 }  // namespace
+
+Result<int64_t> ParseRfc3339(std::string_view s) {
+  auto bad = [&](std::string_view why) -> Status {
+    // At most 64 bytes of the text, cut on a UTF-8 character boundary: it is echoed to devices.
+    size_t n = std::min<size_t>(s.size(), 64);
+    while (n > 0 && n < s.size() && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+    return Error(Code::kInvalidArgument, "{:?} is not an RFC 3339 date-time: {}", s.substr(0, n),
+                 why);
+  };
+  auto number = [&](size_t pos, size_t len, int& out) { return Digits(s, pos, len, out); };
+  int year, month, day, hour, minute, second;
+  if (!number(0, 4, year) || s.size() < 5 || s[4] != '-' || !number(5, 2, month) || s.size() < 8 ||
+      s[7] != '-' || !number(8, 2, day)) {
+    return bad("want a date like 2026-11-21");
+  }
+  if (s.size() < 11 || (s[10] != 'T' && s[10] != 't' && s[10] != ' ')) {
+    return bad("want T and a time after the date");
+  }
+  if (!number(11, 2, hour) || s.size() < 14 || s[13] != ':' || !number(14, 2, minute) ||
+      s.size() < 17 || s[16] != ':' || !number(17, 2, second)) {
+    return bad("want a time like 10:00:00");
+  }
+  size_t p = 19;
+  int64_t fraction_ns = 0;
+  if (p < s.size() && s[p] == '.') {
+    size_t start = ++p;
+    int64_t place = 100'000'000;
+    for (; p < s.size() && s[p] >= '0' && s[p] <= '9'; ++p) {
+      fraction_ns += (s[p] - '0') * place;  // digits past nanoseconds add 0
+      place /= 10;
+    }
+    if (p == start) return bad("want digits after the decimal point");
+  }
+  int offset_s = 0;
+  if (p < s.size() && (s[p] == 'Z' || s[p] == 'z')) {
+    ++p;
+  } else if (p < s.size() && (s[p] == '+' || s[p] == '-')) {
+    int oh, om;
+    if (!number(p + 1, 2, oh) || p + 3 >= s.size() || s[p + 3] != ':' || !number(p + 4, 2, om)) {
+      return bad("want a zone offset like +01:00");
+    }
+    if (oh > 23 || om > 59) return bad("zone offset out of range");
+    offset_s = (oh * 60 + om) * 60 * (s[p] == '-' ? -1 : 1);
+    p += 6;
+  } else {
+    return bad("want a zone: Z or an offset like +01:00");
+  }
+  if (p != s.size()) return bad("unexpected characters after the zone");
+  if (month < 1 || month > 12 || day < 1 || day > DaysInMonth(year, month)) {
+    return bad("no such date");
+  }
+  if (hour > 23 || minute > 59 || second > 60) return bad("no such time of day");
+  int64_t seconds = DaysFromCivil(year, month, day) * 86400 + int64_t{hour} * 3600 +
+                    int64_t{minute} * 60 + second - offset_s;
+  constexpr int64_t kMaxSeconds = std::numeric_limits<int64_t>::max() / 1'000'000'000 - 1;
+  if (seconds > kMaxSeconds || seconds < -kMaxSeconds) {
+    return bad("out of range (years 1678..2262)");
+  }
+  return seconds * 1'000'000'000 + fraction_ns;
+}
 
 Result<int64_t> ParseTimeArg(std::string_view text, int64_t now_ns) {
   auto bad = [&] {
@@ -92,8 +127,8 @@ Result<int64_t> ParseTimeArg(std::string_view text, int64_t now_ns) {
     return ms * kNsPerMs;
   }
   if (text.size() >= 20 && (text[10] == 'T' || text[10] == 't' || text[10] == ' ')) {
-    auto ns = ParseRfc3339Ns(text);
-    if (!ns) return bad();
+    auto ns = ParseRfc3339(text);
+    if (!ns.ok()) return bad();
     return *ns;
   }
   std::string_view d = text;

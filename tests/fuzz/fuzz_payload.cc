@@ -110,6 +110,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The first byte varies the options without costing the body much.
   verge::data::FuzzParseAndClean(bytes, size > 0 ? data[0] : 0);
   verge::data::FuzzCleanReadings(bytes);
-  (void)verge::data::ParseRfc3339(bytes);
+  (void)verge::ParseRfc3339(bytes);
   return 0;
 }

@@ -375,23 +375,6 @@ error_code ReadTimestamp(od::value v, const ParseOptions& options, Timestamp& ou
   return simdjson::SUCCESS;
 }
 
-bool IsLeapYear(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
-
-int DaysInMonth(int64_t y, int m) {
-  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  return m == 2 && IsLeapYear(y) ? 29 : kDays[m - 1];
-}
-
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-int64_t DaysFromCivil(int64_t y, int m, int d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const int64_t yoe = y - era * 400;
-  const int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
 }  // namespace
 
 std::string_view ReasonName(RejectReason reason) {
@@ -417,70 +400,6 @@ bool IsValidName(std::string_view name) {
     if (!kNameChars[static_cast<unsigned char>(c)]) return false;
   }
   return true;
-}
-
-Result<int64_t> ParseRfc3339(std::string_view s) {
-  auto bad = [&](std::string_view why) -> Status {
-    return Error(Code::kInvalidArgument, "{:?} is not an RFC 3339 date-time: {}", Clip(s), why);
-  };
-  auto number = [&](size_t pos, size_t len, int& out) {
-    if (pos + len > s.size()) return false;
-    out = 0;
-    for (size_t i = pos; i < pos + len; ++i) {
-      if (!IsDigit(s[i])) return false;
-      out = out * 10 + (s[i] - '0');
-    }
-    return true;
-  };
-  int year, month, day, hour, minute, second;
-  if (!number(0, 4, year) || s.size() < 5 || s[4] != '-' || !number(5, 2, month) || s.size() < 8 ||
-      s[7] != '-' || !number(8, 2, day)) {
-    return bad("want a date like 2026-11-21");
-  }
-  if (s.size() < 11 || (s[10] != 'T' && s[10] != 't' && s[10] != ' ')) {
-    return bad("want T and a time after the date");
-  }
-  if (!number(11, 2, hour) || s.size() < 14 || s[13] != ':' || !number(14, 2, minute) ||
-      s.size() < 17 || s[16] != ':' || !number(17, 2, second)) {
-    return bad("want a time like 10:00:00");
-  }
-  size_t p = 19;
-  int64_t fraction_ns = 0;
-  if (p < s.size() && s[p] == '.') {
-    size_t start = ++p;
-    int64_t place = 100'000'000;
-    for (; p < s.size() && IsDigit(s[p]); ++p) {
-      fraction_ns += (s[p] - '0') * place;  // digits past nanoseconds add 0
-      place /= 10;
-    }
-    if (p == start) return bad("want digits after the decimal point");
-  }
-  int offset_s = 0;
-  if (p < s.size() && (s[p] == 'Z' || s[p] == 'z')) {
-    ++p;
-  } else if (p < s.size() && (s[p] == '+' || s[p] == '-')) {
-    int oh, om;
-    if (!number(p + 1, 2, oh) || p + 3 >= s.size() || s[p + 3] != ':' || !number(p + 4, 2, om)) {
-      return bad("want a zone offset like +01:00");
-    }
-    if (oh > 23 || om > 59) return bad("zone offset out of range");
-    offset_s = (oh * 60 + om) * 60 * (s[p] == '-' ? -1 : 1);
-    p += 6;
-  } else {
-    return bad("want a zone: Z or an offset like +01:00");
-  }
-  if (p != s.size()) return bad("unexpected characters after the zone");
-  if (month < 1 || month > 12 || day < 1 || day > DaysInMonth(year, month)) {
-    return bad("no such date");
-  }
-  if (hour > 23 || minute > 59 || second > 60) return bad("no such time of day");
-  int64_t seconds = DaysFromCivil(year, month, day) * 86400 + int64_t{hour} * 3600 +
-                    int64_t{minute} * 60 + second - offset_s;
-  constexpr int64_t kMaxSeconds = std::numeric_limits<int64_t>::max() / 1'000'000'000 - 1;
-  if (seconds > kMaxSeconds || seconds < -kMaxSeconds) {
-    return bad("out of range (years 1678..2262)");
-  }
-  return seconds * 1'000'000'000 + fraction_ns;
 }
 
 struct PayloadParser::Impl {

@@ -20,7 +20,7 @@
 //   T          absent: ParseOptions::now_ns. A number: Unix time whose unit follows from its
 //              magnitude: |T| < 1e11 seconds, < 1e14 milliseconds, < 1e17 microseconds,
 //              otherwise nanoseconds (fractions allowed in every unit, rounded to the nearest
-//              nanosecond). A string: RFC 3339 (see ParseRfc3339). Timestamps before
+//              nanosecond). A string: RFC 3339 (see verge::ParseRfc3339). Timestamps before
 //              2000-01-01T00:00:00Z, or later than now_ns + max_future_ns, are rejected.
 //   names      device and metric names are 1..64 characters of [A-Za-z0-9_.:-].
 //
@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/timestamp.h"
 #include "node/data/reading.h"
 
 namespace verge::data {
@@ -123,13 +124,6 @@ struct ParseResult {
 
 // True for a valid device or metric name: 1..kMaxNameLength characters of [A-Za-z0-9_.:-].
 bool IsValidName(std::string_view name);
-
-// Parses an RFC 3339 date-time into Unix nanoseconds: "2026-11-21T10:00:00Z",
-// "2026-11-21T10:00:00.123456789+01:00". Accepts "t" or a space for "T" and "z" for "Z"
-// (RFC 3339 section 5.6 allows both); requires seconds and a zone; keeps up to nine fraction
-// digits and ignores the rest; a leap second (:60) counts as the first second of the next
-// minute. Does not apply the 2000..now range check.
-Result<int64_t> ParseRfc3339(std::string_view text);
 
 class PayloadParser {
  public:
