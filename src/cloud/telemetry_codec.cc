@@ -11,6 +11,7 @@
 
 #include "cloud/device_spec.h"
 #include "common/compress.h"
+#include "common/reading_batch.h"
 
 namespace verge::cloud {
 namespace {
@@ -136,31 +137,14 @@ Status CheckSeries(const v1::ReadingBatch& rb, uint64_t expected_count,
   bool first = true;
   for (int i = 0; i < rb.series_size(); ++i) {
     const auto& s = rb.series(i);
-    if (s.device() >= static_cast<uint32_t>(rb.devices_size())) {
-      return Invalid(fmt::format("series {}: device index {} out of range ({} devices)", i,
-                                 s.device(), rb.devices_size()));
-    }
-    if (s.metric() >= static_cast<uint32_t>(rb.metrics_size())) {
-      return Invalid(fmt::format("series {}: metric index {} out of range ({} metrics)", i,
-                                 s.metric(), rb.metrics_size()));
-    }
-    if (s.ts_delta_ns_size() != s.values_size()) {
-      return Invalid(fmt::format("series {}: {} timestamps but {} values", i, s.ts_delta_ns_size(),
-                                 s.values_size()));
-    }
     auto& out = ts[static_cast<size_t>(i)];
-    out.clear();
-    out.reserve(static_cast<size_t>(s.values_size()));
-    int64_t t = 0;
-    for (int k = 0; k < s.ts_delta_ns_size(); ++k) {
-      if (__builtin_add_overflow(t, s.ts_delta_ns(k), &t)) {
-        return Invalid(fmt::format("series {}: timestamp {} overflows", i, k));
-      }
+    VERGE_RETURN_IF_ERROR(SeriesTimestamps(rb, i, out));
+    for (int k = 0; k < s.values_size(); ++k) {
+      int64_t t = out[static_cast<size_t>(k)];
       if (t < 0) return Invalid(fmt::format("series {}: timestamp {} is before 1970", i, k));
       if (!std::isfinite(s.values(k))) {
         return Invalid(fmt::format("series {}: value {} is not finite", i, k));
       }
-      out.push_back(t);
       summary.min_ts = first ? t : std::min(summary.min_ts, t);
       summary.max_ts = first ? t : std::max(summary.max_ts, t);
       first = false;

@@ -2,6 +2,7 @@
 
 #include <unordered_map>
 
+#include "common/reading_batch.h"
 #include "verge/v1/link.pb.h"
 
 namespace verge::data {
@@ -42,7 +43,8 @@ std::string EncodeReadings(std::span<const Reading> readings) {
       s = batch.mutable_series(it->second);
     }
     int64_t& prev = last_ts[static_cast<size_t>(it->second)];
-    // Deltas wrap like unsigned arithmetic, so any int64 pair round-trips exactly.
+    // Computed wrapping, so no int64 pair is undefined behaviour here; timestamps the node
+    // accepts (2000 onwards) never make a sum that SeriesTimestamps refuses.
     s->add_ts_delta_ns(
         static_cast<int64_t>(static_cast<uint64_t>(r.ts_ns) - static_cast<uint64_t>(prev)));
     prev = r.ts_ns;
@@ -59,18 +61,16 @@ Result<std::vector<Reading>> DecodeReadings(std::string_view bytes) {
   size_t total = 0;
   for (const auto& s : batch.series()) total += static_cast<size_t>(s.values_size());
   out.reserve(total);
-  for (const auto& s : batch.series()) {
-    if (s.device() >= static_cast<uint32_t>(batch.devices_size()) ||
-        s.metric() >= static_cast<uint32_t>(batch.metrics_size()) ||
-        s.ts_delta_ns_size() != s.values_size()) {
-      return Error(Code::kDataLoss, "reading batch has an inconsistent series");
+  std::vector<int64_t> ts;
+  for (int i = 0; i < batch.series_size(); ++i) {
+    if (auto st = SeriesTimestamps(batch, i, ts); !st.ok()) {
+      return Error(Code::kDataLoss, "reading batch is damaged: {}", st.message());
     }
+    const auto& s = batch.series(i);
     const std::string& device = batch.devices(static_cast<int>(s.device()));
     const std::string& metric = batch.metrics(static_cast<int>(s.metric()));
-    uint64_t ts = 0;
-    for (int i = 0; i < s.values_size(); ++i) {
-      ts += static_cast<uint64_t>(s.ts_delta_ns(i));
-      out.push_back(Reading{device, metric, static_cast<int64_t>(ts), s.values(i)});
+    for (int k = 0; k < s.values_size(); ++k) {
+      out.push_back(Reading{device, metric, ts[static_cast<size_t>(k)], s.values(k)});
     }
   }
   return out;
