@@ -133,7 +133,17 @@ TEST(Data, DeviceReachesItsNodeAndReadingsReachTheCloud) {
   auto q = PlainHttp(f.api, "GET", "/query?metric=temp&limit=5000", "",
                      {{"Authorization", "Bearer " + token}});
   ASSERT_TRUE(q.ok());
-  EXPECT_EQ(json::parse(q->body).size(), 1000u);
+  auto local = json::parse(q->body);
+  ASSERT_EQ(local.size(), 1000u);
+  EXPECT_EQ(local[0]["device"], "boiler-1");
+  EXPECT_EQ(local[0]["metric"], "temp");
+  EXPECT_DOUBLE_EQ(local[999]["value"].get<double>(), 99.9);
+  EXPECT_EQ(local[0]["tsNs"], pts[0]["tsNs"]);
+  EXPECT_EQ(local[0]["ts"], pts[0]["ts"]);
+  auto too_many = PlainHttp(f.api, "GET", "/query?metric=temp&limit=100001", "",
+                            {{"Authorization", "Bearer " + token}});
+  ASSERT_TRUE(too_many.ok());
+  EXPECT_EQ(too_many->status, 400) << too_many->body;
 
   // The node's state report reached the cloud.
   ASSERT_TRUE(Eventually([&] {
