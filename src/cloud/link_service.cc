@@ -210,10 +210,25 @@ class LinkService::Conn final : public LinkService::Connection,
     if (!decoded.ok()) {
       // It can never become valid: acknowledge it, so that the node stops resending it.
       ++svc_.counters_.bad_batches;
-      std::string why = ClipUtf8(decoded.status().message(), 300);
-      spdlog::warn("node {}: rejected uplink batch {}: {}", peer_.common_name, batch.seq(), why);
-      svc_.registry_.RecordEvent(peer_.common_name, "batch_rejected",
-                                 fmt::format("uplink batch {} rejected: {}", batch.seq(), why));
+      // One event and log line a minute per link at most: a node that keeps sending bad
+      // batches must not flood its event history (which keeps only the newest) or the log.
+      int64_t now_ms = svc_.clock_.WallMs();
+      if (last_reject_event_ms_ != 0 && now_ms - last_reject_event_ms_ < kRejectEventEveryMs) {
+        ++rejects_not_reported_;
+      } else {
+        std::string why = ClipUtf8(decoded.status().message(), 300);
+        std::string more =
+            rejects_not_reported_ == 0
+                ? ""
+                : fmt::format(" ({} more rejected since the last report)", rejects_not_reported_);
+        spdlog::warn("node {}: rejected uplink batch {}: {}{}", peer_.common_name, batch.seq(), why,
+                     more);
+        svc_.registry_.RecordEvent(
+            peer_.common_name, "batch_rejected",
+            fmt::format("uplink batch {} rejected: {}{}", batch.seq(), why, more));
+        last_reject_event_ms_ = now_ms;
+        rejects_not_reported_ = 0;
+      }
       v1::Envelope ack;
       ack.mutable_uplink_ack()->add_seqs(batch.seq());
       stream_->Send(ack.SerializeAsString());
@@ -256,6 +271,10 @@ class LinkService::Conn final : public LinkService::Connection,
   PeerIdentity peer_;
   bool hello_done_ = false;
   std::string goodbye_;  // why the node said it was leaving, if it did
+  // Rejected batches (read on the link's strand only).
+  static constexpr int64_t kRejectEventEveryMs = 60'000;
+  int64_t last_reject_event_ms_ = 0;
+  uint64_t rejects_not_reported_ = 0;
 
   std::mutex push_mu_;         // orders desired-state sends (strand and API threads)
   bool hello_acked_ = false;   // GUARDED_BY(push_mu_)
