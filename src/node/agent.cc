@@ -51,6 +51,7 @@ Status Agent::Start() {
   dp.dir = config_.data_dir + "/data";
   dp.http_listen = config_.http_listen;
   dp.buffer.max_bytes = static_cast<uint64_t>(config_.buffer_max_mb) << 20;
+  dp.buffer.max_journal_bytes = static_cast<uint64_t>(config_.journal_max_mb) << 20;
   dp.buffer.ttl = config_.buffer_ttl;
   dp.buffer.sync_full = config_.durability == "power";
   dp.retention = config_.retention;

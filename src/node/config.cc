@@ -28,6 +28,10 @@ const ConfigSchema<NodeConfig>& NodeConfigSchema() {
              &NodeConfig::http_listen)
         .Int("bufferMaxMb", "Bound on readings waiting for the cloud (compressed MB).",
              &NodeConfig::buffer_max_mb, 1, 1 << 20)
+        .Int("journalMaxMb",
+             "Bound on accepted readings not yet processed (MB); past it devices are told to "
+             "retry.",
+             &NodeConfig::journal_max_mb, 1, 1 << 20)
         .Dur("bufferTtl", "Readings not delivered within this are dropped (and counted).",
              &NodeConfig::buffer_ttl)
         .Dur("retention", "How long the local time-series keeps readings.", &NodeConfig::retention)

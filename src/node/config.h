@@ -27,6 +27,7 @@ struct NodeConfig {
   // Data path.
   std::string http_listen = "127.0.0.1:7480";
   int buffer_max_mb = 512;
+  int journal_max_mb = 1024;
   Millis buffer_ttl{7 * 24 * 3600 * 1000LL};
   Millis retention{24 * 3600 * 1000LL};
   Millis batch_max_age{1000};

@@ -328,6 +328,7 @@ std::string DataPlane::StatsJson() const {
         {"expiredReadings", c.expired_readings}};
   }
   j["buffer"] = {{"journalEntries", b.journal_entries},
+                 {"journalBytes", b.journal_bytes},
                  {"batches", b.batches},
                  {"bytes", b.batch_bytes},
                  {"readings", b.batch_readings},

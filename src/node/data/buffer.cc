@@ -81,11 +81,12 @@ Status UplinkBuffer::Load() {
       if (key == CounterKey("expired_readings", p)) c.expired_readings = v;
     }
   }
-  VERGE_ASSIGN_OR_RETURN(auto j,
-                         db_.Prepare("SELECT count(*), coalesce(max(seq), 0) FROM journal"));
+  VERGE_ASSIGN_OR_RETURN(auto j, db_.Prepare("SELECT count(*), coalesce(max(seq), 0), "
+                                             "coalesce(sum(length(data)), 0) FROM journal"));
   VERGE_ASSIGN_OR_RETURN(bool jr, j.Step());
   if (jr) {
     stats_.journal_entries = static_cast<uint64_t>(j.Int(0));
+    stats_.journal_bytes = static_cast<uint64_t>(j.Int(2));
     // Journal seqs must only grow: SQLite would reuse rowids once the table is empty, and an
     // entry numbered below the cursor would never be read.
     journal_next_ = std::max({journal_next_, static_cast<uint64_t>(j.Int(1)) + 1, cursor_.seq});
@@ -107,6 +108,12 @@ Status UplinkBuffer::Load() {
 Result<uint64_t> UplinkBuffer::Append(std::span<const Reading> readings) {
   std::string data = EncodeReadings(readings);
   std::lock_guard lock(mu_);
+  if (stats_.journal_bytes >= options_.max_journal_bytes) {
+    return Error(Code::kUnavailable,
+                 "the node is behind: {} MiB of accepted readings wait to be processed (bound {} "
+                 "MiB); retry later",
+                 stats_.journal_bytes >> 20, options_.max_journal_bytes >> 20);
+  }
   VERGE_ASSIGN_OR_RETURN(auto st,
                          db_.Prepare("INSERT INTO journal(seq, count, data) VALUES (?, ?, ?)"));
   uint64_t seq = journal_next_;
@@ -116,6 +123,7 @@ Result<uint64_t> UplinkBuffer::Append(std::span<const Reading> readings) {
   VERGE_RETURN_IF_ERROR(st.Run());
   ++journal_next_;
   ++stats_.journal_entries;
+  stats_.journal_bytes += data.size();
   return seq;
 }
 
@@ -164,10 +172,16 @@ Status UplinkBuffer::Commit(std::vector<StoredBatch>& batches, const Cursor& cur
       readings += b.count;
     }
   }
-  VERGE_ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM journal WHERE seq < ?"));
+  VERGE_ASSIGN_OR_RETURN(auto del,
+                         db_.Prepare("DELETE FROM journal WHERE seq < ? RETURNING length(data)"));
   del.Bind(1, static_cast<int64_t>(cursor.seq));
-  VERGE_RETURN_IF_ERROR(del.Run());
-  uint64_t deleted = static_cast<uint64_t>(db_.Changes());
+  uint64_t deleted = 0, deleted_bytes = 0;
+  for (;;) {
+    VERGE_ASSIGN_OR_RETURN(bool row, del.Step());
+    if (!row) break;
+    ++deleted;
+    deleted_bytes += static_cast<uint64_t>(del.Int(0));
+  }
   VERGE_RETURN_IF_ERROR(Put(db_, "cursor_seq", cursor.seq));
   VERGE_RETURN_IF_ERROR(Put(db_, "cursor_index", cursor.index));
   VERGE_RETURN_IF_ERROR(Put(db_, "next_seq", seq));
@@ -186,6 +200,7 @@ Status UplinkBuffer::Commit(std::vector<StoredBatch>& batches, const Cursor& cur
   next_seq_ = seq;
   cursor_ = cursor;
   stats_.journal_entries -= std::min(stats_.journal_entries, deleted);
+  stats_.journal_bytes -= std::min(stats_.journal_bytes, deleted_bytes);
   return Status::Ok();
 }
 

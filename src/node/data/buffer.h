@@ -60,7 +60,8 @@ struct PriorityCounters {
 
 struct BufferStats {
   uint64_t journal_entries = 0;
-  uint64_t batches = 0;  // closed, waiting for an ack
+  uint64_t journal_bytes = 0;  // accepted readings the pipeline has not yet taken
+  uint64_t batches = 0;        // closed, waiting for an ack
   uint64_t batch_bytes = 0;
   uint64_t batch_readings = 0;
   uint64_t acked_batches = 0;
@@ -69,6 +70,10 @@ struct BufferStats {
 };
 
 struct BufferOptions {
+  // Bound on the journal (encoded readings accepted but not yet in the series and batches):
+  // past it Append refuses with kUnavailable, so devices are told to retry (HTTP 503, MQTT not
+  // acknowledged) instead of filling the disk while the pipeline is behind.
+  uint64_t max_journal_bytes = 1ull << 30;
   // Bound on the bytes of closed batches (compressed).
   uint64_t max_bytes = 512ull << 20;
   // A batch not acknowledged within this is dropped (and counted).

@@ -122,6 +122,62 @@ TEST(UplinkBuffer, JournalSeqsKeepGrowingAfterTheJournalEmpties) {
   ASSERT_EQ(entries->size(), 1u);
 }
 
+// Backpressure: past the journal bound, appends are refused as retryable until the pipeline
+// has taken entries out; the bound survives a restart (the size is read back from the file).
+TEST(UplinkBuffer, JournalBoundRefusesUntilThePipelineCatchesUp) {
+  Dir dir;
+  FakeClock clock;
+  size_t entry_bytes = EncodeReadings(Make("d", 10)).size();
+  BufferOptions opt;
+  opt.max_journal_bytes = 3 * entry_bytes;
+  {
+    auto buf = UplinkBuffer::Open(dir / "b.db", opt, clock);
+    ASSERT_TRUE(buf.ok());
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE((*buf)->Append(Make("d", 10, kT0 + i)).ok());
+    EXPECT_EQ((*buf)->stats().journal_bytes, 3 * entry_bytes);
+    auto refused = (*buf)->Append(Make("d", 10, kT0 + 3));
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), Code::kUnavailable);
+    EXPECT_NE(refused.status().message().find("retry"), std::string::npos);
+    EXPECT_EQ((*buf)->stats().journal_entries, 3u);
+  }
+  auto buf = UplinkBuffer::Open(dir / "b.db", opt, clock);
+  ASSERT_TRUE(buf.ok());
+  EXPECT_EQ((*buf)->stats().journal_bytes, 3 * entry_bytes);
+  EXPECT_FALSE((*buf)->Append(Make("d", 10, kT0 + 3)).ok());
+  // The pipeline takes the first two entries: room again.
+  auto entries = (*buf)->ReadJournal({}, 10);
+  ASSERT_TRUE(entries.ok());
+  std::vector<StoredBatch> none;
+  ASSERT_TRUE((*buf)->Commit(none, Cursor{(*entries)[2].seq, 0}).ok());
+  EXPECT_EQ((*buf)->stats().journal_bytes, entry_bytes);
+  EXPECT_TRUE((*buf)->Append(Make("d", 10, kT0 + 3)).ok());
+}
+
+// A refused payload is not remembered as seen: the device's retry is accepted, not rejected
+// as a duplicate.
+TEST(Ingestor, ARefusedPayloadIsAcceptedWhenRetried) {
+  Dir dir;
+  FakeClock clock;
+  BufferOptions opt;
+  opt.max_journal_bytes = 1;
+  auto buf = UplinkBuffer::Open(dir / "b.db", opt, clock);
+  ASSERT_TRUE(buf.ok());
+  ASSERT_TRUE((*buf)->Append(Make("d", 1)).ok());  // the journal is now over its bound
+  Ingestor ingestor(**buf, nullptr, clock, nullptr);
+  ASSERT_TRUE(ingestor.SetSchemas({{"d", {}, /*allow_undeclared=*/true}}).ok());
+  auto refused = ingestor.IngestReadings(Make("d", 4, kT0 + 100));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Code::kUnavailable);
+  EXPECT_EQ(ingestor.stats().store_errors, 1u);
+  std::vector<StoredBatch> none;
+  ASSERT_TRUE((*buf)->Commit(none, Cursor{2, 0}).ok());
+  auto retried = ingestor.IngestReadings(Make("d", 4, kT0 + 100));
+  ASSERT_TRUE(retried.ok()) << retried.status().message();
+  EXPECT_EQ(retried->accepted, 4u);
+  EXPECT_TRUE(retried->rejected.empty());
+}
+
 TEST(UplinkBuffer, EvictsLowestPriorityOldestFirstAndCountsExactly) {
   Dir dir;
   FakeClock clock;
