@@ -858,7 +858,7 @@ TEST(RulesParser, NeverCrashesOnPrefixes) {
 
 // --- the function registry ----------------------------------------------------------------
 
-TEST(RulesFunctions, RegistryIsSortedAndCoversTheIssue) {
+TEST(RulesFunctions, RegistryIsSortedAndCoversTheDialect) {
   std::span<const FunctionInfo> all = Functions();
   for (size_t i = 1; i < all.size(); ++i) EXPECT_LT(all[i - 1].name, all[i].name);
   for (const FunctionInfo& f : all) {
