@@ -10,6 +10,8 @@
 #include "common/pki.h"
 #include "common/timestamp.h"
 #include "node/data/payload.h"
+#include "node/rules/engine.h"
+#include "node/rules/json_value.h"
 
 namespace verge::node {
 
@@ -80,6 +82,11 @@ http::Response LocalApi::Handle(const http::Request& req) {
       return http::ErrorResponse(Error(Code::kInvalidArgument, "use GET /query"));
     return Query(req);
   }
+  if (req.path == "/rules/test") {
+    if (req.method != "POST")
+      return http::ErrorResponse(Error(Code::kInvalidArgument, "use POST /rules/test"));
+    return RulesTest(req);
+  }
   if (req.path == "/healthz") return Json(200, {{"status", "ok"}});
   if (req.path == "/stats") {
     if (local_token_.empty() || Bearer(req) != local_token_)
@@ -90,6 +97,55 @@ http::Response LocalApi::Handle(const http::Request& req) {
     return r;
   }
   return http::ErrorResponse(Error(Code::kNotFound, "no endpoint {} {}", req.method, req.path));
+}
+
+// Computes only: it reads and changes nothing on the node, so it needs no token (the local API
+// listens on loopback unless configured otherwise). Bounded by the request body limit.
+http::Response LocalApi::RulesTest(const http::Request& req) {
+  auto bad = [](const std::string& message) {
+    return Json(400, {{"error", message}, {"line", 0}, {"column", 0}});
+  };
+  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded() || !body.is_object()) return bad("the body must be a JSON object");
+  std::vector<std::string> streams;
+  if (auto it = body.find("streams"); it != body.end()) {
+    if (!it->is_array()) return bad("\"streams\" must be an array of CREATE STREAM statements");
+    for (const auto& s : *it) {
+      if (!s.is_string()) return bad("\"streams\" must be an array of CREATE STREAM statements");
+      streams.push_back(s.get<std::string>());
+    }
+  }
+  auto sql = body.find("sql");
+  if (sql == body.end() || !sql->is_string()) return bad("\"sql\" must be a SELECT statement");
+  std::map<std::string, std::vector<rules::Row>> input;
+  if (auto it = body.find("input"); it != body.end()) {
+    if (!it->is_object()) return bad("\"input\" must map stream names to arrays of rows");
+    for (const auto& [stream, rows] : it->items()) {
+      if (!rows.is_array())
+        return bad(fmt::format("\"input.{}\" must be an array of rows", stream));
+      auto& out = input[stream];
+      out.reserve(rows.size());
+      for (const auto& row : rows) out.push_back(rules::FromJson(row));
+    }
+  }
+  auto run = rules::RunTest(streams, sql->get<std::string>(), input);
+  if (!run.ok()) {
+    const auto& e = run.error();
+    return Json(400, {{"error", e.ToString()}, {"line", e.line}, {"column", e.column}});
+  }
+  json outputs = json::array();
+  for (const auto& emission : run.value().outputs) {
+    json rows = json::array();
+    for (const auto& row : emission) rows.push_back(rules::ToNlohmann(row));
+    outputs.push_back(std::move(rows));
+  }
+  const auto& c = run.value().counters;
+  return Json(200, {{"outputs", std::move(outputs)},
+                    {"recordsIn", c.records_in},
+                    {"recordsOut", c.records_out},
+                    {"exceptions", c.exceptions},
+                    {"late", c.late},
+                    {"lastError", c.last_error}});
 }
 
 http::Response LocalApi::PostData(const http::Request& req) {

@@ -49,6 +49,7 @@ class LocalApi {
 
  private:
   http::Response PostData(const http::Request& req);
+  http::Response RulesTest(const http::Request& req);
   http::Response Query(const http::Request& req);
 
   data::IngestSink& sink_;
