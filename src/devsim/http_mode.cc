@@ -178,8 +178,9 @@ int RunHttp(const HttpOptions& o) {
           const uint64_t n = readings.size();
           ++c.requests;
           c.sent += n;
-          auto reply = conn.Post(d.cred.token, ContentType(o.load.format),
-                                 FormatPayload(readings, o.load.format));
+          std::string body = FormatPayload(readings, o.load.format);
+          c.bytes += body.size();
+          auto reply = conn.Post(d.cred.token, ContentType(o.load.format), body);
           if (!reply.ok()) {
             c.errors += n;
             LogProblem(logged, fmt::format("{}: {}", d.cred.name, reply.status().message()));
@@ -196,7 +197,8 @@ int RunHttp(const HttpOptions& o) {
     for (auto& t : threads) t.join();
   }
   auto elapsed = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - start);
-  std::cout << SummaryJson("http", schedule.size(), c, elapsed) << std::endl;
+  std::cout << SummaryJson("http", schedule.size(), c, elapsed, o.load.start_ns.has_value())
+            << std::endl;
   return LoadExitCode(c);
 }
 

@@ -2,7 +2,8 @@
 //   verge-devsim http   --url URL --device NAME=TOKEN ... | --devices FILE   [load flags]
 //   verge-devsim mqtt   --broker HOST:PORT --device NAME=TOKEN ... | --devices FILE [--qos]
 //   verge-devsim modbus --listen HOST:PORT [--devices N] [--seed S] [--print-map]
-// Load flags: --rate --count --duration --batch --format --metrics --seed.
+// Load flags: --rate --count --duration --batch --format --metrics --seed, and --start with
+// --interval for the simulated clock (readings stamped start + i x interval, not "now").
 // The http and mqtt modes print one JSON summary line on stdout when they end (count
 // reached, duration over, or SIGINT/SIGTERM); modbus prints "listening HOST:PORT" first.
 // Exit codes: 0 ok, 1 runtime failure, 2 usage error.
@@ -12,9 +13,11 @@
 #include <iostream>
 #include <set>
 
+#include "common/clock.h"
 #include "common/fs.h"
 #include "common/http.h"
 #include "common/log.h"
+#include "common/timestamp.h"
 #include "devsim/modbus_map.h"
 #include "devsim/modes.h"
 
@@ -31,6 +34,8 @@ struct LoadFlags {
   std::string format = "json";
   std::string metrics = "temperature,humidity";
   uint64_t seed = 1;
+  std::string start;
+  std::string interval;
 };
 
 void AddLoadFlags(CLI::App* cmd, LoadFlags& f) {
@@ -48,6 +53,12 @@ void AddLoadFlags(CLI::App* cmd, LoadFlags& f) {
   cmd->add_option("--metrics", f.metrics, "Comma-separated metric names, sent round-robin")
       ->capture_default_str();
   cmd->add_option("--seed", f.seed, "Seed of the simulated signals")->capture_default_str();
+  cmd->add_option("--start", f.start,
+                  "Simulated clock: the first reading's time (RFC 3339, epoch ms, or a duration "
+                  "meaning that long ago, e.g. 1h); needs --interval");
+  cmd->add_option("--interval", f.interval,
+                  "Simulated clock: time between two readings of a device (e.g. 1ms); reading i "
+                  "is stamped start + i x interval, whatever --rate");
 }
 
 // Every problem with the load flags, or the options they make.
@@ -108,6 +119,20 @@ Result<LoadOptions> ToLoadOptions(const LoadFlags& f) {
     pos = comma + 1;
   }
   o.seed = f.seed;
+  if (f.start.empty() != f.interval.empty()) {
+    errors.push_back("--start and --interval go together (the simulated clock)");
+  } else if (!f.start.empty()) {
+    if (auto t = ParseTimeArg(f.start, SystemClock().WallMs() * 1'000'000); t.ok()) {
+      o.start_ns = *t;
+    } else {
+      errors.push_back("--start: " + t.status().message());
+    }
+    if (auto d = ParseDuration(f.interval); !d.ok() || *d <= Millis(0)) {
+      errors.push_back("--interval: must be a duration of at least 1ms, such as 1ms or 10s");
+    } else {
+      o.interval = *d;
+    }
+  }
   if (errors.empty()) return o;
   std::string msg;
   for (const auto& e : errors) msg += (msg.empty() ? "" : "\n") + e;

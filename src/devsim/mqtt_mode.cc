@@ -195,7 +195,9 @@ int RunMqtt(const MqttOptions& o) {
       RunPaced(all, o.load, stop, [&](Paced& d, const std::vector<data::Reading>& readings) {
         ++c.requests;
         c.sent += readings.size();
-        devices[d.index]->Publish(FormatPayload(readings, o.load.format), readings.size());
+        std::string payload = FormatPayload(readings, o.load.format);
+        c.bytes += payload.size();
+        devices[d.index]->Publish(payload, readings.size());
       });
     }
     // Give outstanding acknowledgements a moment before counting them lost.
@@ -208,7 +210,8 @@ int RunMqtt(const MqttOptions& o) {
   for (auto& d : devices) c.errors += d->Stop();
   devices.clear();
   auto elapsed = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - start);
-  std::cout << SummaryJson("mqtt", o.load.devices.size(), c, elapsed) << std::endl;
+  std::cout << SummaryJson("mqtt", o.load.devices.size(), c, elapsed, o.load.start_ns.has_value())
+            << std::endl;
   mosquitto_lib_cleanup();
   return code != 0 ? code : LoadExitCode(c);
 }

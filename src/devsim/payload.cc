@@ -97,10 +97,15 @@ ReadingSource::ReadingSource(std::string device, const std::vector<std::string>&
 }
 
 std::vector<data::Reading> ReadingSource::Next(size_t n, int64_t ts_ns) {
+  return NextAt(n, ts_ns, 0);
+}
+
+std::vector<data::Reading> ReadingSource::NextAt(size_t n, int64_t first_ts_ns, int64_t step_ns) {
   std::vector<data::Reading> out;
   out.reserve(n);
   for (size_t i = 0; i < n && !signals_.empty(); ++i) {
     Signal& s = signals_[next_];
+    int64_t ts_ns = first_ts_ns + static_cast<int64_t>(i) * step_ns;
     out.push_back({device_, s.spec().metric, ts_ns, s.Next(dt_s_)});
     next_ = (next_ + 1) % signals_.size();
   }

@@ -54,6 +54,8 @@ class ReadingSource {
 
   // The next `n` readings, stamped `ts_ns`.
   std::vector<data::Reading> Next(size_t n, int64_t ts_ns);
+  // The next `n` readings, the k-th stamped first_ts_ns + k * step_ns (the simulated clock).
+  std::vector<data::Reading> NextAt(size_t n, int64_t first_ts_ns, int64_t step_ns);
 
  private:
   std::string device_;

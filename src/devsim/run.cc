@@ -50,7 +50,8 @@ SignalWatcher::~SignalWatcher() {
   thread_.join();
 }
 
-std::string SummaryJson(std::string_view mode, size_t devices, const Counters& c, Millis elapsed) {
+std::string SummaryJson(std::string_view mode, size_t devices, const Counters& c, Millis elapsed,
+                        bool with_bytes) {
   nlohmann::json j = {{"mode", mode},
                       {"devices", devices},
                       {"requests", c.requests.load()},
@@ -59,6 +60,7 @@ std::string SummaryJson(std::string_view mode, size_t devices, const Counters& c
                       {"rejected", c.rejected.load()},
                       {"errors", c.errors.load()},
                       {"elapsed_ms", elapsed.count()}};
+  if (with_bytes) j["bytes"] = c.bytes.load();
   return j.dump();
 }
 
@@ -70,12 +72,15 @@ std::vector<Paced> MakeSchedule(const LoadOptions& opts, SteadyTime start) {
   std::vector<Paced> out;
   const double interval_s = opts.rate > 0 ? 1 / opts.rate : 0;
   const double batch_s = interval_s * static_cast<double>(opts.batch);
+  // The signals move on by the simulated interval when there is one, else by the pacing.
+  const double signal_dt_s = opts.start_ns    ? std::chrono::duration<double>(opts.interval).count()
+                             : interval_s > 0 ? interval_s
+                                              : 1;
   for (size_t i = 0; i < opts.devices.size(); ++i) {
     // Spread the first sends so that devices do not all fire in the same instant.
     double offset_s = batch_s * static_cast<double>(i) / static_cast<double>(opts.devices.size());
     out.push_back(Paced{i, opts.devices[i],
-                        ReadingSource(opts.devices[i].name, opts.metrics, opts.seed,
-                                      interval_s > 0 ? interval_s : 1),
+                        ReadingSource(opts.devices[i].name, opts.metrics, opts.seed, signal_dt_s),
                         opts.count > 0 ? opts.count : std::numeric_limits<uint64_t>::max(),
                         start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                     std::chrono::duration<double>(offset_s))});
@@ -106,7 +111,15 @@ void RunPaced(const std::vector<Paced*>& devices, const LoadOptions& opts, const
     } else {
       d->next = now;
     }
-    send(*d, d->source.Next(n, clock.WallMs() * 1'000'000));
+    if (opts.start_ns) {
+      const int64_t step_ns = std::chrono::nanoseconds(opts.interval).count();
+      const int64_t first_ns = *opts.start_ns + static_cast<int64_t>(d->produced) * step_ns;
+      d->produced += n;
+      send(*d, d->source.NextAt(n, first_ns, step_ns));
+    } else {
+      d->produced += n;
+      send(*d, d->source.Next(n, clock.WallMs() * 1'000'000));
+    }
   }
 }
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -61,6 +62,11 @@ struct LoadOptions {
   PayloadFormat format = PayloadFormat::kJson;
   std::vector<std::string> metrics = {"temperature", "humidity"};
   uint64_t seed = 1;
+  // The simulated clock (--start, --interval): reading i of a device is stamped
+  // start_ns + i * interval, and its signals move on by `interval` per reading, however fast
+  // the readings are actually sent. Unset: readings are stamped with the wall clock when sent.
+  std::optional<int64_t> start_ns;
+  Millis interval{0};  // > 0 when start_ns is set
 };
 
 struct Counters {
@@ -69,11 +75,14 @@ struct Counters {
   std::atomic<uint64_t> accepted{0};  // readings the server took (2xx, PUBACK)
   std::atomic<uint64_t> rejected{0};  // readings the server refused (4xx/5xx, refused login)
   std::atomic<uint64_t> errors{0};    // readings lost to transport failures or never acked
+  std::atomic<uint64_t> bytes{0};     // payload bytes of the requests or messages (bodies only)
 };
 
 // One line: {"mode":..,"devices":..,"requests":..,"sent":..,"accepted":..,"rejected":..,
-// "errors":..,"elapsed_ms":..}
-std::string SummaryJson(std::string_view mode, size_t devices, const Counters& c, Millis elapsed);
+// "errors":..,"elapsed_ms":..} (keys sorted), and "bytes" too when `with_bytes` (runs on the
+// simulated clock, so that the line of every other run stays as it was).
+std::string SummaryJson(std::string_view mode, size_t devices, const Counters& c, Millis elapsed,
+                        bool with_bytes = false);
 
 // 1 when readings were sent and none reached the server (neither accepted nor rejected).
 int LoadExitCode(const Counters& c);
@@ -85,6 +94,7 @@ struct Paced {
   ReadingSource source;
   uint64_t remaining = 0;  // readings left to send; UINT64_MAX: no limit
   SteadyTime next;
+  uint64_t produced = 0;  // readings made so far: the index of the next on the simulated clock
 };
 
 // The schedule entries for opts.devices, first sends spread over one batch interval.
