@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the data-plane benchmarks (bench/load/drain.sh, bench/load/uplink_bytes.sh); sourced,
 # not run. It starts one verge-cloud and one verge-node on 127.0.0.1 (random free ports, a fresh
 # temporary directory per run), declares devices, runs verge-devsim against the node, reads the
@@ -43,6 +44,7 @@ dp_reap() {
 dp_start_cloud() {
   rm -f "$CLOUD_DIR/listen.json"
   mkdir -p "$CLOUD_DIR"
+  # shellcheck disable=SC2034  # read by the caller (drain.sh: the cloud's start-up time)
   DP_CLOUD_EXEC_NS=$(dp_now_ns)
   "$BIN/verge-cloud" --data-dir "$CLOUD_DIR" --api-listen "127.0.0.1:$API_PORT" \
     --link-listen "127.0.0.1:$LINK_PORT" --log-level "${CLOUD_LOG_LEVEL:-info}" \
