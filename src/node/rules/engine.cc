@@ -42,7 +42,29 @@ struct AnalyticState {
   Value max;
   double mean = 0;  // ewma_score
   double var = 0;
+  // zscore: the previous values (at most n); once full, the oldest is at ring_next. Snapshots
+  // write them as `history`, oldest first.
+  std::vector<double> ring;
+  size_t ring_next = 0;
 };
+
+// zscore's ring, oldest first.
+template <typename F>
+void ForEachOldestFirst(const AnalyticState& s, size_t n, F&& f) {
+  const size_t size = s.ring.size();
+  const size_t first = size < n ? 0 : s.ring_next;
+  for (size_t i = first; i < size; ++i) f(s.ring[i]);
+  for (size_t i = 0; i < first; ++i) f(s.ring[i]);
+}
+
+// Whether an expression gives the same value every time it sees the same event and state
+// (no rand() or newuuid()).
+bool Deterministic(const Expr& e) {
+  if (e.kind == ExprKind::kCall && (e.name == "rand" || e.name == "newuuid")) return false;
+  bool det = true;
+  ForEachChild(e, [&](const Expr& c) { det = det && Deterministic(c); });
+  return det;
+}
 
 int64_t FloorDiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
@@ -125,6 +147,14 @@ class Rule::Impl {
     }
     for (const Field& f : sel_.fields)
       names_.push_back(f.alias.empty() ? DefaultName(f.expr) : f.alias);
+    star_only_ = sel_.fields.size() == 1 && sel_.fields[0].expr.kind == ExprKind::kStar;
+    for (const ColumnDef& c : stream_.columns) {
+      if (c.type.kind == TypeKind::kFloat || c.type.kind == TypeKind::kBigint ||
+          c.type.kind == TypeKind::kDatetime) {
+        coercible_.emplace_back(c.name, c.type.kind);
+      }
+    }
+    std::sort(coercible_.begin(), coercible_.end());
   }
 
   std::vector<Emission> Push(const Row& input, int64_t ts) {
@@ -149,29 +179,19 @@ class Rule::Impl {
       ++counters_.late;
       return out;
     }
-    // Analytic functions see every event, before any filter.
+    // Analytic functions see every event, before any filter. Without a window the event is
+    // not kept: its analytic values go in a vector reused from event to event.
+    if (w == nullptr) st.analytic = std::move(analytic_scratch_);
     st.analytic.assign(analytics_.size(), Value::Null());
     if (Status s = ComputeAnalytics(st); !s.ok()) {
       Exception(s);
+      if (w == nullptr) analytic_scratch_ = std::move(st.analytic);
       return out;
     }
     EvalScope scope = RowScope(st);
     if (w == nullptr) {
-      if (sel_.where) {
-        auto pass = EvalCondition(*sel_.where, scope);
-        if (!pass.ok()) {
-          Exception(pass.status());
-          return out;
-        }
-        if (!*pass) return out;
-      }
-      auto row = Project(scope);
-      if (!row.ok()) {
-        Exception(row.status());
-        return out;
-      }
-      counters_.records_out += 1;
-      out.push_back(Emission{std::move(*row)});
+      PushUnwindowed(scope, out);
+      analytic_scratch_ = std::move(st.analytic);
       return out;
     }
     if (w->filter) {
@@ -237,6 +257,25 @@ class Rule::Impl {
     return out;
   }
 
+  // WHERE and the projection of one event of a rule without a window.
+  void PushUnwindowed(const EvalScope& scope, std::vector<Emission>& out) {
+    if (sel_.where) {
+      auto pass = EvalCondition(*sel_.where, scope);
+      if (!pass.ok()) {
+        Exception(pass.status());
+        return;
+      }
+      if (!*pass) return;
+    }
+    auto row = Project(scope);
+    if (!row.ok()) {
+      Exception(row.status());
+      return;
+    }
+    counters_.records_out += 1;
+    out.emplace_back().push_back(std::move(*row));
+  }
+
   std::vector<Emission> AdvanceTo(int64_t t) {
     std::vector<Emission> out;
     Advance(std::clamp(t, -kMaxTime, kMaxTime), out);
@@ -257,8 +296,18 @@ class Rule::Impl {
       slots_[&e] = aggregates_.size();
       aggregates_.push_back(&e);
     } else if (e.function->kind == FunctionKind::kAnalytic) {
-      slots_[&e] = analytics_.size();
+      const size_t slot = analytics_.size();
+      slots_[&e] = slot;
+      // A call written twice (`zscore(x, 60) AS z ... WHERE abs(zscore(x, 60)) > 3`) would
+      // keep two states that evolve alike: the later one takes the earlier one's result.
+      size_t same = slot;
+      if (Deterministic(e)) {
+        for (size_t j = 0; j < slot && same == slot; ++j) {
+          if (analytic_same_[j] == j && *analytics_[j] == e) same = j;
+        }
+      }
       analytics_.push_back(&e);
+      analytic_same_.push_back(same);
     }
   }
 
@@ -270,22 +319,46 @@ class Rule::Impl {
     return Value::MakeArray(std::move(key));
   }
 
-  Value Coerce(const Value& row) const {
-    if (stream_.columns.empty()) return row;
-    auto needs = [](const ColumnDef& c, const Value& v) {
-      return (c.type.kind == TypeKind::kFloat && v.is_int()) ||
-             (c.type.kind == TypeKind::kBigint && v.is_float()) ||
-             (c.type.kind == TypeKind::kDatetime && v.is_string());
-    };
-    bool any = false;
-    for (const ColumnDef& c : stream_.columns) {
-      const Value* v = row.Find(c.name);
-      if (v != nullptr && needs(c, *v)) {
-        any = true;
-        break;
-      }
+  // The key of `exprs` (GROUP BY, PARTITION BY) for one event, see KeyOf.
+  static Result<Value> EvalKey(const std::vector<Expr>& exprs, const EvalScope& scope) {
+    if (exprs.empty()) return Value::Null();
+    if (exprs.size() == 1) return Eval(exprs[0], scope);
+    Array key;
+    key.reserve(exprs.size());
+    for (const Expr& g : exprs) {
+      VERGE_ASSIGN_OR_RETURN(Value v, Eval(g, scope));
+      key.push_back(std::move(v));
     }
-    if (!any) return row;
+    return Value::MakeArray(std::move(key));
+  }
+
+  // Whether a declared column holds a value Coerce() converts.
+  bool NeedsCoercion(const Value& row) const {
+    auto needs = [](TypeKind kind, const Value& v) {
+      return (kind == TypeKind::kFloat && v.is_int()) ||
+             (kind == TypeKind::kBigint && v.is_float()) ||
+             (kind == TypeKind::kDatetime && v.is_string());
+    };
+    const Object& o = row.object_value();
+    if (o.size() > 4 * coercible_.size() + 8) {
+      for (const auto& [name, kind] : coercible_) {
+        const Value* v = row.Find(name);
+        if (v != nullptr && needs(kind, *v)) return true;
+      }
+      return false;
+    }
+    // Both in byte order: one walk over the event's columns.
+    auto it = o.begin();
+    for (const auto& [name, kind] : coercible_) {
+      while (it != o.end() && it->first < name) ++it;
+      if (it == o.end()) return false;
+      if (it->first == name && needs(kind, it->second)) return true;
+    }
+    return false;
+  }
+
+  Value Coerce(const Value& row) const {
+    if (coercible_.empty() || !NeedsCoercion(row)) return row;
     Object o = row.object_value();
     bool changed = false;
     for (const ColumnDef& c : stream_.columns) {
@@ -330,14 +403,14 @@ class Rule::Impl {
 
   Status ComputeAnalytics(Stored& st) {
     for (size_t i = 0; i < analytics_.size(); ++i) {
+      if (analytic_same_[i] != i) {
+        st.analytic[i] = st.analytic[analytic_same_[i]];
+        continue;
+      }
       const Expr& call = *analytics_[i];
       EvalScope scope = RowScope(st);
-      Array key;
-      for (const Expr& p : call.partition_by) {
-        VERGE_ASSIGN_OR_RETURN(Value v, Eval(p, scope));
-        key.push_back(std::move(v));
-      }
-      AnalyticState& state = analytic_state_[i][KeyOf(std::move(key))];
+      VERGE_ASSIGN_OR_RETURN(Value key, EvalKey(call.partition_by, scope));
+      AnalyticState& state = analytic_state_[i][std::move(key)];
       if (call.when) {
         VERGE_ASSIGN_OR_RETURN(bool when, EvalCondition(*call.when, scope));
         if (!when) {
@@ -345,7 +418,8 @@ class Rule::Impl {
           continue;
         }
       }
-      std::vector<Value> args;
+      std::vector<Value>& args = args_scratch_;
+      args.clear();
       for (const Expr& a : call.args) {
         VERGE_ASSIGN_OR_RETURN(Value v, Eval(a, scope));
         args.push_back(std::move(v));
@@ -358,7 +432,7 @@ class Rule::Impl {
   }
 
   static Result<Value> Analytic(const Expr& call, const std::vector<Value>& a, AnalyticState& s) {
-    const std::string& f = call.name;
+    const std::string_view f = call.name;
     if (f == "lag") {
       const size_t offset = a.size() >= 2 ? static_cast<size_t>(a[1].int_value()) : 1;
       const Value dflt = a.size() >= 3 ? a[2] : Value::Null();
@@ -454,18 +528,22 @@ class Rule::Impl {
       Value result = Value::Null();
       if (f == "zscore") {
         const auto n = static_cast<size_t>(a[1].int_value());
-        if (s.history.size() >= 2) {
+        const size_t size = s.ring.size();
+        if (size >= 2) {
           double sum = 0;
-          for (const Value& h : s.history) sum += h.number_value();
-          const double mean = sum / static_cast<double>(s.history.size());
+          ForEachOldestFirst(s, n, [&](double h) { sum += h; });
+          const double mean = sum / static_cast<double>(size);
           double sq = 0;
-          for (const Value& h : s.history)
-            sq += (h.number_value() - mean) * (h.number_value() - mean);
-          const double sd = std::sqrt(sq / static_cast<double>(s.history.size()));
+          ForEachOldestFirst(s, n, [&](double h) { sq += (h - mean) * (h - mean); });
+          const double sd = std::sqrt(sq / static_cast<double>(size));
           if (sd > 0) result = Value::Float((v - mean) / sd);
         }
-        s.history.push_back(Value::Float(v));
-        if (s.history.size() > n) s.history.pop_front();
+        if (size < n) {
+          s.ring.push_back(v);
+        } else {
+          s.ring[s.ring_next] = v;
+          s.ring_next = (s.ring_next + 1) % n;
+        }
         return result;
       }
       const double alpha = a[1].number_value();
@@ -491,7 +569,7 @@ class Rule::Impl {
 
   Result<Value> Aggregate(const Expr& call, const std::vector<const Stored*>& rows,
                           const EvalScope& base) {
-    const std::string& f = call.name;
+    const std::string_view f = call.name;
     std::vector<Value> xs;
     std::vector<const Stored*> kept;
     for (const Stored* st : rows) {
@@ -595,6 +673,8 @@ class Rule::Impl {
   // --- projection ---------------------------------------------------------------------------
 
   Result<Value> Project(const EvalScope& scope) {
+    // `SELECT *` alone: the event as it is (its payload is immutable and shared).
+    if (star_only_ && scope.row != nullptr && scope.row->is_object()) return *scope.row;
     Object out;
     for (size_t i = 0; i < sel_.fields.size(); ++i) {
       const Field& f = sel_.fields[i];
@@ -606,12 +686,14 @@ class Rule::Impl {
       }
       VERGE_ASSIGN_OR_RETURN(Value v, Eval(f.expr, scope));
       if (v.is_null()) continue;
-      std::string name = names_[i];
-      if (name.empty()) {
-        for (int n = 0;; ++n) {
-          name = fmt::format("kuiper_field_{}", n);
-          if (out.find(name) == out.end()) break;
-        }
+      if (!names_[i].empty()) {
+        out.emplace(names_[i], std::move(v));
+        continue;
+      }
+      std::string name;
+      for (int n = 0;; ++n) {
+        name = fmt::format("kuiper_field_{}", n);
+        if (out.find(name) == out.end()) break;
       }
       out.emplace(std::move(name), std::move(v));
     }
@@ -871,15 +953,12 @@ class Rule::Impl {
   void Accumulate(const Stored& st) {
     const Window& w = *sel_.window;
     EvalScope scope = RowScope(st);
-    Array key;
-    for (const Expr& g : sel_.group_by) {
-      auto v = Eval(g, scope);
-      if (!v.ok()) return Exception(v.status());
-      key.push_back(std::move(*v));
-    }
-    const Value group_key = KeyOf(std::move(key));
+    auto key = EvalKey(sel_.group_by, scope);
+    if (!key.ok()) return Exception(key.status());
+    const Value& group_key = *key;
     // Every input first, so that an error leaves no window half-updated.
-    std::vector<std::optional<Value>> in(aggregates_.size());
+    std::vector<std::optional<Value>>& in = agg_in_scratch_;
+    in.assign(aggregates_.size(), std::nullopt);
     for (size_t i = 0; i < aggregates_.size(); ++i) {
       const Expr& call = *aggregates_[i];
       if (call.filter) {
@@ -903,7 +982,7 @@ class Rule::Impl {
     const int64_t hop = w.hop_ms > 0 ? w.hop_ms : len;
     for (int64_t start = (FloorDiv(st.ts - len, hop) + 1) * hop; start <= st.ts; start += hop) {
       OpenWindow& win = open_[start + len];
-      auto [it, fresh] = win.index.emplace(group_key, win.groups.size());
+      auto [it, fresh] = win.index.try_emplace(group_key, win.groups.size());
       if (fresh) win.groups.push_back(OpenGroup{st, std::vector<AggState>(aggregates_.size())});
       OpenGroup& g = win.groups[it->second];
       for (size_t i = 0; i < aggregates_.size(); ++i) {
@@ -914,7 +993,7 @@ class Rule::Impl {
   }
 
   static Status Update(const Expr& call, AggState& a, const Value& v) {
-    const std::string& f = call.name;
+    const std::string_view f = call.name;
     if (f == "count") {
       if (call.args[0].kind == ExprKind::kStar || !v.is_null()) ++a.count;
       return Status::Ok();
@@ -948,7 +1027,7 @@ class Rule::Impl {
   }
 
   static Value Finish(const Expr& call, const AggState& a) {
-    const std::string& f = call.name;
+    const std::string_view f = call.name;
     if (f == "count") return Value::Int(a.count);
     if (f == "last_value") return a.last;
     if (f == "min" || f == "max") return a.best;
@@ -996,6 +1075,14 @@ class Rule::Impl {
     st.pass = j.at("pass").get<bool>();
     return st;
   }
+  // n of a zscore(x, n) call; nullopt for other calls.
+  static std::optional<size_t> ZscoreN(const Expr& call) {
+    if (call.name != "zscore" || call.args.size() < 2 || !call.args[1].value.is_int()) {
+      return std::nullopt;
+    }
+    return static_cast<size_t>(call.args[1].value.int_value());
+  }
+
   static Json ValuesJson(const auto& values) {
     Json a = Json::array();
     for (const Value& v : values) a.push_back(ToNlohmann(v));
@@ -1037,13 +1124,21 @@ class Rule::Impl {
     }
     j["open"] = std::move(open);
     Json analytic = Json::array();
-    for (const auto& states : analytic_state_) {
+    for (size_t i = 0; i < analytics_.size(); ++i) {
+      // Every call as if it kept its own state, as equal calls' states would be.
+      const auto& states = analytic_state_[analytic_same_[i]];
+      const std::optional<size_t> zscore_n = ZscoreN(*analytics_[i]);
       Json slot = Json::array();
       for (const auto& [key, st] : states) {
         std::vector<bool> has_prev = st.has_prev;
+        Json history = ValuesJson(st.history);
+        if (zscore_n) {
+          ForEachOldestFirst(st, *zscore_n,
+                             [&](double h) { history.push_back(ToNlohmann(Value::Float(h))); });
+        }
         slot.push_back({{"key", ToNlohmann(key)},
                         {"last", ToNlohmann(st.last)},
-                        {"history", ValuesJson(st.history)},
+                        {"history", std::move(history)},
                         {"prev", ValuesJson(st.prev)},
                         {"has_prev", has_prev},
                         {"any_float", st.any_float},
@@ -1115,10 +1210,24 @@ class Rule::Impl {
       std::vector<std::unordered_map<Value, AnalyticState, ValueHash, ValueEq>> analytic(
           analytics_.size());
       for (size_t i = 0; i < analytics_.size(); ++i) {
+        if (analytic_same_[i] != i) continue;  // the same state as an earlier call's
+        const std::optional<size_t> zscore_n = ZscoreN(*analytics_[i]);
         for (const Json& e : j.at("analytic").at(i)) {
           AnalyticState st;
           st.last = FromJson(e.at("last"));
-          for (const Json& v : e.at("history")) st.history.push_back(FromJson(v));
+          for (const Json& v : e.at("history")) {
+            Value h = FromJson(v);
+            if (!zscore_n) {
+              st.history.push_back(std::move(h));
+            } else {
+              // NaN and infinities were written as null.
+              st.ring.push_back(h.is_number() ? h.number_value()
+                                              : std::numeric_limits<double>::quiet_NaN());
+            }
+          }
+          if (zscore_n && st.ring.size() > *zscore_n) {
+            st.ring.erase(st.ring.begin(), st.ring.end() - static_cast<std::ptrdiff_t>(*zscore_n));
+          }
           for (const Json& v : e.at("prev")) st.prev.push_back(FromJson(v));
           st.has_prev = e.at("has_prev").get<std::vector<bool>>();
           st.any_float = e.at("any_float").get<bool>();
@@ -1178,6 +1287,9 @@ class Rule::Impl {
   std::unordered_map<const Expr*, size_t> slots_;
   std::vector<const Expr*> aggregates_;
   std::vector<const Expr*> analytics_;
+  // By analytic slot: the slot whose result it takes (an equal call before it), or its own.
+  // Only the calls that are their own keep state.
+  std::vector<size_t> analytic_same_;
   std::vector<std::string> names_;  // by field: alias or default name, empty: kuiper_field_N
   std::vector<std::unordered_map<Value, AnalyticState, ValueHash, ValueEq>> analytic_state_;
   int64_t watermark_ = kNever;
@@ -1188,6 +1300,13 @@ class Rule::Impl {
   uint64_t count_total_ = 0;            // count: events that entered
   bool incremental_ = false;            // tumbling, hopping: aggregate state instead of events
   std::map<int64_t, OpenWindow> open_;  // incremental: open windows by end
+  bool star_only_ = false;              // the projection is `*` alone
+  // Declared FLOAT, BIGINT and DATETIME columns, by name: what Coerce() may convert.
+  std::vector<std::pair<std::string, TypeKind>> coercible_;
+  // Reused from event to event, so that they allocate once.
+  std::vector<Value> analytic_scratch_;
+  std::vector<Value> args_scratch_;
+  std::vector<std::optional<Value>> agg_in_scratch_;
 };
 
 Result<std::unique_ptr<Rule>> Rule::Create(const Select& select, const CreateStream& stream,

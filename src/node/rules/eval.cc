@@ -409,15 +409,17 @@ Result<std::shared_ptr<const std::regex>> MakeRegex(const Expr& call, const std:
   return re;
 }
 
-using Args = std::vector<Value>;
+// The evaluated arguments of a scalar call.
+using Args = std::span<const Value>;
 
 R MathUnary(const Expr& call, const Value& x, double (*f)(double)) {
   if (!x.is_number()) return ArgType(call, 0, "a number", x);
   return Value::Float(f(x.number_value()));
 }
 
-R CallScalar(const Expr& call, const Args& a, const EvalScope& s) {
-  const std::string& f = call.name;
+R CallScalar(const Expr& call, Args a, const EvalScope& s) {
+  // A string_view compares lengths first: the dispatch below costs little per call.
+  const std::string_view f = call.name;
   // Functions that look at nulls themselves.
   if (f == "isnull") return Value::Bool(a[0].is_null());
   if (f == "coalesce") {
@@ -683,11 +685,16 @@ R CallFunction(const Expr& e, const EvalScope& s) {
     case FunctionKind::kScalar:
       break;
   }
-  Args args;
-  args.reserve(e.args.size());
-  for (const Expr& a : e.args) {
-    VERGE_ASSIGN_OR_RETURN(Value v, Eval(a, s));
-    args.push_back(std::move(v));
+  // Up to 4 arguments (nearly every call) on the stack, not the heap.
+  constexpr size_t kInline = 4;
+  std::array<Value, kInline> inline_args;
+  std::vector<Value> heap_args;
+  const size_t n = e.args.size();
+  if (n > kInline) heap_args.resize(n);
+  std::span<Value> args =
+      n > kInline ? std::span<Value>(heap_args) : std::span<Value>(inline_args.data(), n);
+  for (size_t i = 0; i < n; ++i) {
+    VERGE_ASSIGN_OR_RETURN(args[i], Eval(e.args[i], s));
   }
   return CallScalar(e, args, s);
 }
@@ -713,7 +720,67 @@ bool LikeMatch(std::string_view text, std::string_view pattern) {
   return LikeCp(CodePoints(text), 0, CodePoints(pattern), 0);
 }
 
+namespace {
+
+const Value kNullValue;
+
+// The value of `e`: for a literal or a column of the event a pointer to it, without copying;
+// otherwise `e` evaluated into `tmp`. Valid while `tmp`, `e` and the event are.
+Result<const Value*> EvalRef(const Expr& e, const EvalScope& s, Value& tmp) {
+  switch (e.kind) {
+    case ExprKind::kLiteral:
+      return &e.value;
+    case ExprKind::kColumn: {
+      if (s.row == nullptr) return &kNullValue;
+      const Value* v = s.row->Find(e.name);
+      return v != nullptr ? v : &kNullValue;
+    }
+    default: {
+      VERGE_ASSIGN_OR_RETURN(tmp, Eval(e, s));
+      return &tmp;
+    }
+  }
+}
+
+// A comparison as a condition: what Comparison() gives, without building a Value.
+Result<bool> CompareCondition(const Expr& e, const EvalScope& s) {
+  Value ta;
+  Value tb;
+  VERGE_ASSIGN_OR_RETURN(const Value* a, EvalRef(e.args[0], s, ta));
+  VERGE_ASSIGN_OR_RETURN(const Value* b, EvalRef(e.args[1], s, tb));
+  const Cmp c = Compare(*a, *b);
+  switch (c) {
+    case Cmp::kNull:
+      return false;
+    case Cmp::kIncompatible:
+      return InvalidOp(e, *a, *b);
+    case Cmp::kUnordered:
+      return e.op == Op::kNe;
+    default:
+      break;
+  }
+  switch (e.op) {
+    case Op::kEq:
+      return c == Cmp::kEqual;
+    case Op::kNe:
+      return c != Cmp::kEqual;
+    case Op::kLt:
+      return c == Cmp::kLess;
+    case Op::kLe:
+      return c != Cmp::kGreater;
+    case Op::kGt:
+      return c == Cmp::kGreater;
+    case Op::kGe:
+      return c != Cmp::kLess;
+    default:
+      return InvalidOp(e, *a, *b);
+  }
+}
+
+}  // namespace
+
 Result<bool> EvalCondition(const Expr& e, const EvalScope& scope) {
+  if (e.kind == ExprKind::kBinary && IsComparison(e.op)) return CompareCondition(e, scope);
   VERGE_ASSIGN_OR_RETURN(Value v, Eval(e, scope));
   if (v.is_null()) return false;
   if (!v.is_bool()) {
@@ -749,10 +816,12 @@ Result<Value> Eval(const Expr& e, const EvalScope& s) {
     }
     case ExprKind::kBinary: {
       if (e.op == Op::kAnd || e.op == Op::kOr) return Logic(e, s);
-      VERGE_ASSIGN_OR_RETURN(Value a, Eval(e.args[0], s));
-      VERGE_ASSIGN_OR_RETURN(Value b, Eval(e.args[1], s));
-      if (IsComparison(e.op)) return Comparison(e, a, b);
-      return Arithmetic(e, a, b);
+      Value ta;
+      Value tb;
+      VERGE_ASSIGN_OR_RETURN(const Value* a, EvalRef(e.args[0], s, ta));
+      VERGE_ASSIGN_OR_RETURN(const Value* b, EvalRef(e.args[1], s, tb));
+      if (IsComparison(e.op)) return Comparison(e, *a, *b);
+      return Arithmetic(e, *a, *b);
     }
     case ExprKind::kLike: {
       VERGE_ASSIGN_OR_RETURN(Value a, Eval(e.args[0], s));
