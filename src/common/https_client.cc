@@ -11,6 +11,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <type_traits>
 
 #include "common/tls.h"
 
@@ -49,7 +50,8 @@ Result<ClientResult> HttpsClient::Do(std::string_view method, std::string_view t
                                      std::string body,
                                      const std::map<std::string, std::string>& headers) {
   if (host_.empty()) return Error(Code::kInvalidArgument, "no server address configured");
-  auto ctx = MakeClientContext(tls_);
+  Result<std::shared_ptr<SslContext>> ctx = std::shared_ptr<SslContext>();
+  if (!tls_.plain) ctx = MakeClientContext(tls_);
   if (!ctx.ok()) return ctx.status();
 
   asio::io_context ioc;
@@ -70,9 +72,10 @@ Result<ClientResult> HttpsClient::Do(std::string_view method, std::string_view t
     req.prepare_payload();
   }
 
-  auto run = [&]() -> asio::awaitable<void> {
+  // One exchange over `stream`: TLS (handshake, peer certificates) when it is an ssl_stream.
+  auto exchange = [&](auto& stream) -> asio::awaitable<void> {
+    constexpr bool kTls = !std::is_same_v<std::decay_t<decltype(stream)>, beast::tcp_stream>;
     auto ex = co_await asio::this_coro::executor;
-    beast::ssl_stream<beast::tcp_stream> stream(ex, **ctx);
     auto& tcp_layer = beast::get_lowest_layer(stream);
     ClientResult out;
     auto fail = [&](Code code, std::string_view stage, const boost::system::error_code& ec) {
@@ -88,18 +91,20 @@ Result<ClientResult> HttpsClient::Do(std::string_view method, std::string_view t
     tcp_layer.expires_after(timeout_);
     co_await tcp_layer.async_connect(endpoints, token);
     if (ec) co_return fail(Code::kUnavailable, "cannot connect to", ec);
-    if (!tls_.insecure) stream.set_verify_callback(ssl::host_name_verification(host_));
-    // SNI only for names: RFC 6066 forbids IP literals there.
-    boost::system::error_code ip_ec;
-    asio::ip::make_address(host_, ip_ec);
-    if (ip_ec) SSL_set_tlsext_host_name(stream.native_handle(), host_.c_str());
-    co_await stream.async_handshake(ssl::stream_base::client, token);
-    if (ec) co_return fail(Code::kUnavailable, "TLS handshake with", ec);
-    if (X509* peer = SSL_get0_peer_certificate(stream.native_handle()))
-      out.peer_cert_pem = X509Pem(peer);
-    if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(stream.native_handle())) {
-      for (int i = 1; i < sk_X509_num(chain); ++i)
-        out.peer_chain_pem += X509Pem(sk_X509_value(chain, i));
+    if constexpr (kTls) {
+      if (!tls_.insecure) stream.set_verify_callback(ssl::host_name_verification(host_));
+      // SNI only for names: RFC 6066 forbids IP literals there.
+      boost::system::error_code ip_ec;
+      asio::ip::make_address(host_, ip_ec);
+      if (ip_ec) SSL_set_tlsext_host_name(stream.native_handle(), host_.c_str());
+      co_await stream.async_handshake(ssl::stream_base::client, token);
+      if (ec) co_return fail(Code::kUnavailable, "TLS handshake with", ec);
+      if (X509* peer = SSL_get0_peer_certificate(stream.native_handle()))
+        out.peer_cert_pem = X509Pem(peer);
+      if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(stream.native_handle())) {
+        for (int i = 1; i < sk_X509_num(chain); ++i)
+          out.peer_chain_pem += X509Pem(sk_X509_value(chain, i));
+      }
     }
     co_await bhttp::async_write(stream, req, token);
     if (ec) co_return fail(Code::kUnavailable, "cannot send request to", ec);
@@ -113,8 +118,20 @@ Result<ClientResult> HttpsClient::Do(std::string_view method, std::string_view t
     out.response.content_type = std::string(res[bhttp::field::content_type]);
     out.response.body = std::move(res.body());
     result.emplace(std::move(out));
-    tcp_layer.expires_after(std::chrono::seconds(1));
-    co_await stream.async_shutdown(token);  // best effort; errors are expected here
+    if constexpr (kTls) {
+      tcp_layer.expires_after(std::chrono::seconds(1));
+      co_await stream.async_shutdown(token);  // best effort; errors are expected here
+    }
+  };
+  auto run = [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    if (tls_.plain) {
+      beast::tcp_stream stream(ex);
+      co_await exchange(stream);
+    } else {
+      beast::ssl_stream<beast::tcp_stream> stream(ex, **ctx);
+      co_await exchange(stream);
+    }
   };
   asio::co_spawn(ioc, run(), asio::detached);
   ioc.run();

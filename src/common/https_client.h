@@ -1,6 +1,7 @@
 // A blocking HTTPS client for short request/response exchanges: vergectl, the node's join,
-// and tests. Each call opens a connection, so a client object is cheap and holds no socket.
-// Thread-safety: a client may be used from one thread at a time; make one per thread.
+// rule webhooks (which may also be plain HTTP), and tests. Each call opens a connection, so a
+// client object is cheap and holds no socket. Thread-safety: a client may be used from one thread
+// at a time; make one per thread.
 #pragma once
 
 #include <chrono>
@@ -20,6 +21,10 @@ struct ClientTls {
   std::string key_pem;
   // Skips server verification; used only to fetch the CA whose pin is then checked.
   bool insecure = false;
+  // Trusts the system's CA store (/etc/ssl/certs) instead of ca_pem: rule webhooks.
+  bool system_roots = false;
+  // No TLS at all (http://): rule webhooks to plain-HTTP receivers.
+  bool plain = false;
 };
 
 struct ClientResult {

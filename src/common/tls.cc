@@ -27,6 +27,10 @@ Result<std::shared_ptr<SslContext>> MakeClientContext(const http::ClientTls& tls
   boost::system::error_code ec;
   if (tls.insecure) {
     ctx->set_verify_mode(ssl::verify_none);
+  } else if (tls.system_roots) {
+    ctx->set_default_verify_paths(ec);
+    VERGE_RETURN_IF_ERROR(Use("the system's CA certificates", ec));
+    ctx->set_verify_mode(ssl::verify_peer);
   } else {
     if (tls.ca_pem.empty()) return Error(Code::kInvalidArgument, "no CA certificate to trust");
     ctx->add_certificate_authority(boost::asio::buffer(tls.ca_pem), ec);

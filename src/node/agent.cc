@@ -59,6 +59,7 @@ Status Agent::Start() {
   dp.pipeline.batch_max_readings = static_cast<size_t>(config_.batch_max_readings);
   dp.mqtt_listen = config_.mqtt_listen;
   dp.mqtt_dir = config_.data_dir + "/mqtt";
+  dp.rules_dir = config_.data_dir + "/rules";
   dp.mqtt_broker = config_.mqtt_broker;
   dp.mqtt_username = config_.mqtt_username;
   dp.mqtt_password = config_.mqtt_password;

@@ -5,8 +5,10 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "common/compress.h"
 #include "common/fs.h"
 #include "common/pki.h"
+#include "node/modbus/writer.h"
 
 namespace verge::node {
 
@@ -64,6 +66,20 @@ Status DataPlane::Start() {
                                                [this] { pipeline_->Notify(); });
   uplink_ = std::make_unique<data::UplinkSender>(*buffer_, send_, options_.uplink);
   pipeline_->OnBatches([this] { uplink_->Notify(); });
+  ActionHooks hooks;
+  hooks.alert = [this](std::vector<v1::Alert> alerts) { return AddAlerts(std::move(alerts)); };
+  hooks.mqtt = [this](const std::string& topic, std::string_view payload, int qos, bool retain) {
+    if (!rule_mqtt_) return Error(Code::kUnavailable, "the node has no MQTT broker");
+    return rule_mqtt_->Publish(topic, payload, qos, retain);
+  };
+  hooks.modbus = [this](const rules::ActionSpec& spec, double value) {
+    return WriteModbus(spec, value);
+  };
+  RuleManagerOptions ro;
+  ro.dir = options_.rules_dir.empty() ? options_.dir + "/rules" : options_.rules_dir;
+  rules_ = std::make_unique<RuleManager>(ro, clock_, std::move(hooks));
+  VERGE_RETURN_IF_ERROR(rules_->Start());
+  pipeline_->OnReadings([this](std::span<const data::Reading> r) { rules_->OnReadings(r); });
   modbus_ = std::make_unique<modbus::ModbusPoller>(clock_, [this](std::vector<data::Reading> r) {
     if (auto st = ingestor_->IngestReadings(std::move(r)); !st.ok())
       spdlog::warn("modbus readings not stored: {}", st.status().message());
@@ -95,8 +111,10 @@ Status DataPlane::Start() {
     VERGE_RETURN_IF_ERROR(WriteFileAtomic(token_path, local_token + "\n", 0600));
   }
   VERGE_RETURN_IF_ERROR(StartMqtt());
+  VERGE_RETURN_IF_ERROR(StartRuleMqtt());
   api_ = std::make_unique<LocalApi>(*ingestor_, *series_, devices_, local_token, clock_,
                                     [this] { return StatsJson(); });
+  api_->SetRules(rules_.get());
   http::HttpServer::Options ho;
   ho.max_body_bytes = options_.max_body_bytes;
   ho.server_name = "verge-node/" VERGE_VERSION;
@@ -118,7 +136,7 @@ Status DataPlane::Start() {
   http_->Start();
   maint_ = std::thread([this] { Maintain(); });
   started_ = true;
-  spdlog::info("local API on http://{} (POST /data, GET /query)", http_address_);
+  spdlog::info("local API on http://{} (POST /data, GET /query, /rules)", http_address_);
   return Status::Ok();
 }
 
@@ -161,6 +179,81 @@ Status DataPlane::StartMqtt() {
   return Status::Ok();
 }
 
+Status DataPlane::StartRuleMqtt() {
+  mqtt::ClientOptions co;
+  co.client_id = mqtt::NodeClientId(options_.node_name) + "-rules";
+  if (!options_.mqtt_broker.empty()) {
+    VERGE_ASSIGN_OR_RETURN(auto hp, http::SplitHostPort(options_.mqtt_broker));
+    co.host = hp.first;
+    co.port = std::stoi(hp.second);
+    co.username = options_.mqtt_username;
+    co.password = options_.mqtt_password;
+  } else if (broker_) {
+    auto acct = broker_->node_account();
+    co.host = acct.host;
+    co.port = acct.port;
+    co.username = acct.username;
+    co.password = acct.password;
+  } else {
+    return Status::Ok();  // no broker: MQTT actions fail, MQTT streams get nothing
+  }
+  rule_mqtt_ = std::make_unique<mqtt::MqttClient>(
+      co, [this](std::string_view topic, std::string_view payload) {
+        rules_->OnMqttMessage(topic, payload);
+      });
+  VERGE_RETURN_IF_ERROR(rule_mqtt_->Start());
+  rules_->OnSubscriptions(
+      [this](std::set<std::string> filters) { rule_mqtt_->SetSubscriptions(std::move(filters)); });
+  return Status::Ok();
+}
+
+Status DataPlane::AddAlerts(std::vector<v1::Alert> alerts) {
+  if (alerts.empty()) return Status::Ok();
+  v1::AlertBatch batch;
+  for (auto& a : alerts) *batch.add_alerts() = std::move(a);
+  VERGE_ASSIGN_OR_RETURN(std::string data, ZstdCompress(batch.SerializeAsString(), 3));
+  std::vector<data::StoredBatch> stored(1);
+  stored[0].priority = v1::ALERTS;
+  stored[0].count = static_cast<uint32_t>(batch.alerts_size());
+  stored[0].created_ms = clock_.WallMs();
+  stored[0].data = std::move(data);
+  VERGE_RETURN_IF_ERROR(buffer_->AddBatches(stored));
+  uplink_->Notify();
+  return Status::Ok();
+}
+
+Status DataPlane::WriteModbus(const rules::ActionSpec& spec, double value) {
+  modbus::ModbusDevice device;
+  {
+    std::lock_guard lock(state_mu_);
+    auto it = modbus_by_name_.find(spec.device);
+    if (it == modbus_by_name_.end())
+      return Error(Code::kInvalidArgument,
+                   "no Modbus device {} on this node (declare it with a modbus source)",
+                   spec.device);
+    device = it->second;
+  }
+  modbus::RegisterSpec reg;
+  reg.address = static_cast<int>(spec.address);
+  VERGE_ASSIGN_OR_RETURN(reg.type, modbus::ParseType(spec.type));
+  return modbus::Write(device, spec.register_kind == "coil", reg, value);
+}
+
+v1::Envelope DataPlane::Report() {
+  v1::Envelope report;
+  auto* r = report.mutable_state_report();
+  {
+    std::lock_guard lock(state_mu_);
+    r->set_applied_version(applied_version_);
+    r->set_error(state_error_);
+  }
+  if (rules_) {
+    for (auto& s : rules_->Statuses()) *r->add_rules() = std::move(s);
+    r->set_has_rules(true);
+  }
+  return report;
+}
+
 void DataPlane::Stop() {
   if (!started_) return;
   started_ = false;
@@ -170,25 +263,41 @@ void DataPlane::Stop() {
   }
   maint_cv_.notify_all();
   if (maint_.joinable()) maint_.join();
-  // Reverse order: stop taking data, then let the pipeline close its open batch.
+  // Reverse order: stop taking data, let the pipeline close its open batch (and feed the
+  // rules its last readings), checkpoint the rules (their alerts still reach the buffer), and
+  // only then the MQTT connections and the uplink.
   http_->Stop();
   // The subscriber before the broker, so it is not left reconnecting to nothing.
   if (subscriber_) subscriber_->Stop();
-  if (broker_) broker_->Stop();
   modbus_->Stop();
-  uplink_->Stop();
   pipeline_->Stop();
+  rules_->Stop();
+  if (rule_mqtt_) rule_mqtt_->Stop();
+  if (broker_) broker_->Stop();
+  uplink_->Stop();
 }
 
 void DataPlane::Maintain() {
   std::unique_lock lock(maint_mu_);
+  int64_t next_prune = 0;
+  uint64_t reported = rules_->status_version();
   while (!stopping_) {
     lock.unlock();
-    int64_t cutoff = (clock_.WallMs() - options_.retention.count()) * 1'000'000;
-    if (auto n = series_->Prune(cutoff); !n.ok())
-      spdlog::warn("local series retention: {}", n.status().message());
+    int64_t now = clock_.SteadyMs();
+    if (now >= next_prune) {
+      int64_t cutoff = (clock_.WallMs() - options_.retention.count()) * 1'000'000;
+      if (auto n = series_->Prune(cutoff); !n.ok())
+        spdlog::warn("local series retention: {}", n.status().message());
+      next_prune = now + 5 * 60 * 1000;
+    }
+    // Rule statuses reach the cloud while they change, at most once per interval.
+    uint64_t version = rules_->status_version();
+    if (version != reported && session_up_) {
+      reported = version;
+      send_(Report());
+    }
     lock.lock();
-    maint_cv_.wait_for(lock, std::chrono::minutes(5), [&] { return stopping_; });
+    maint_cv_.wait_for(lock, options_.rule_report_interval, [&] { return stopping_; });
   }
 }
 
@@ -245,6 +354,9 @@ Status DataPlane::Apply(const v1::DesiredState& desired) {
   if (auto st = ingestor_->SetSchemas(std::move(schemas)); !st.ok())
     errors.push_back(std::string(st.message()));
   pipeline_->SetFilters(std::move(filters));
+  modbus_by_name_.clear();
+  for (const auto& md : modbus_devices) modbus_by_name_[md.name] = md;
+  rules_->SetCloudRules(desired.rules());
   if (auto st = modbus_->SetDevices(std::move(modbus_devices)); !st.ok())
     errors.push_back("modbus: " + std::string(st.message()));
   mqtt_devices_ = mqtt_devices;
@@ -258,7 +370,12 @@ Status DataPlane::Apply(const v1::DesiredState& desired) {
   return Error(Code::kInvalidArgument, "{}", msg);
 }
 
-void DataPlane::OnSession(bool up) { uplink_->OnSession(up); }
+void DataPlane::OnSession(bool up) {
+  session_up_ = up;
+  uplink_->OnSession(up);
+  // A new session: the cloud learns the rules' state without waiting for a change.
+  if (up) send_(Report());
+}
 
 void DataPlane::OnMessage(const v1::Envelope& env) {
   if (env.has_uplink_ack()) {
@@ -267,8 +384,6 @@ void DataPlane::OnMessage(const v1::Envelope& env) {
   }
   if (!env.has_desired_state()) return;
   const auto& d = env.desired_state();
-  v1::Envelope report;
-  auto* r = report.mutable_state_report();
   {
     std::lock_guard lock(state_mu_);
     Status st = WriteFileAtomic(options_.dir + "/" + kDesiredFile, d.SerializeAsString(), 0600);
@@ -280,15 +395,14 @@ void DataPlane::OnMessage(const v1::Envelope& env) {
       if (!st.ok())
         spdlog::warn("desired state v{}: {}", d.version(), st.message());
       else
-        spdlog::info("desired state v{} applied: {} devices", d.version(), d.devices_size());
+        spdlog::info("desired state v{} applied: {} devices, {} rules", d.version(),
+                     d.devices_size(), d.rules_size());
     } else {
       state_error_ = "cannot persist desired state: " + std::string(st.message());
       spdlog::error("{}", state_error_);
     }
-    r->set_applied_version(applied_version_);
-    r->set_error(state_error_);
   }
-  send_(std::move(report));
+  send_(Report());
 }
 
 v1::ResumeState DataPlane::Resume() const {

@@ -27,7 +27,9 @@
 #include "node/local_api.h"
 #include "node/modbus/poller.h"
 #include "node/mqtt/broker.h"
+#include "node/mqtt/client.h"
 #include "node/mqtt/subscriber.h"
+#include "node/rule_manager.h"
 #include "verge/v1/link.pb.h"
 
 namespace verge::node {
@@ -47,6 +49,9 @@ struct DataPlaneOptions {
   std::string mqtt_broker;  // HOST:PORT of an external broker
   std::string mqtt_username, mqtt_password;
   std::string node_name;  // for the MQTT client id
+  // Rules: rules.db lives here (DATA/rules); StateReports with rule statuses at most this often.
+  std::string rules_dir;
+  Millis rule_report_interval{10'000};
 };
 
 class DataPlane {
@@ -72,7 +77,12 @@ class DataPlane {
  private:
   Status Apply(const v1::DesiredState& desired);
   Status StartMqtt();
+  Status StartRuleMqtt();
   void Maintain();
+  // The StateReport: applied version, its error, and every rule's status.
+  v1::Envelope Report();
+  Status AddAlerts(std::vector<v1::Alert> alerts);
+  Status WriteModbus(const rules::ActionSpec& spec, double value);
 
   DataPlaneOptions options_;
   const Clock& clock_;
@@ -87,6 +97,10 @@ class DataPlane {
   std::unique_ptr<mqtt::MosquittoBroker> broker_;
   std::unique_ptr<mqtt::MqttSubscriber> subscriber_;
   std::vector<mqtt::BrokerDevice> mqtt_devices_;  // GUARDED_BY(state_mu_)
+  std::unique_ptr<RuleManager> rules_;
+  std::unique_ptr<mqtt::MqttClient> rule_mqtt_;
+  std::map<std::string, modbus::ModbusDevice> modbus_by_name_;  // GUARDED_BY(state_mu_)
+  std::atomic<bool> session_up_{false};
   DeviceDirectory devices_;
   std::unique_ptr<LocalApi> api_;
   std::unique_ptr<http::HttpServer> http_;

@@ -10,8 +10,10 @@
 #include "common/pki.h"
 #include "common/timestamp.h"
 #include "node/data/payload.h"
+#include "node/rule_manager.h"
 #include "node/rules/engine.h"
 #include "node/rules/json_value.h"
+#include "node/rules/spec.h"
 
 namespace verge::node {
 
@@ -87,6 +89,12 @@ http::Response LocalApi::Handle(const http::Request& req) {
       return http::ErrorResponse(Error(Code::kInvalidArgument, "use POST /rules/test"));
     return RulesTest(req);
   }
+  if (req.path == "/rules" || req.path.rfind("/rules/", 0) == 0) {
+    if (local_token_.empty() || Bearer(req) != local_token_)
+      return http::ErrorResponse(
+          Error(Code::kUnauthenticated, "the node's local token is required"));
+    return Rules(req);
+  }
   if (req.path == "/healthz") return Json(200, {{"status", "ok"}});
   if (req.path == "/stats") {
     if (local_token_.empty() || Bearer(req) != local_token_)
@@ -128,6 +136,14 @@ http::Response LocalApi::RulesTest(const http::Request& req) {
       for (const auto& row : rows) out.push_back(rules::FromJson(row));
     }
   }
+  // The built-in stream, unless the request declares its own.
+  bool declares_telemetry = false;
+  for (const auto& s : streams) {
+    auto cs = rules::ParseCreateStream(s);
+    declares_telemetry = declares_telemetry || (cs.ok() && cs.value().name == "telemetry");
+  }
+  if (!declares_telemetry)
+    streams.insert(streams.begin(), std::string(rules::TelemetryStreamSql()));
   auto run = rules::RunTest(streams, sql->get<std::string>(), input);
   if (!run.ok()) {
     const auto& e = run.error();
@@ -262,6 +278,71 @@ http::Response LocalApi::Query(const http::Request& req) {
   }
   res.body += ']';
   return res;
+}
+
+}  // namespace verge::node
+
+namespace verge::node {
+
+http::Response LocalApi::Rules(const http::Request& req) {
+  if (!rules_)
+    return http::ErrorResponse(Error(Code::kUnavailable, "rules are not running on this node"));
+  auto invalid = [](const rules::ParseError& e) {
+    return Json(400, {{"error", e.ToString()}, {"line", e.line}, {"column", e.column}});
+  };
+  auto ok_or = [](const Status& st, const json& body) {
+    return st.ok() ? Json(200, body) : http::ErrorResponse(st);
+  };
+  if (req.path == "/rules") {
+    if (req.method == "GET") return Json(200, rules_->ListJson());
+    if (req.method != "POST")
+      return http::ErrorResponse(Error(Code::kInvalidArgument, "use GET or POST /rules"));
+    json body = json::parse(req.body, nullptr, false);
+    if (body.is_discarded())
+      return invalid(rules::ParseError{0, 0, "the body must be a JSON object"});
+    rules::ParseError error;
+    Status st = rules_->PutLocal(body, /*replace=*/false, &error);
+    if (st.code() == Code::kInvalidArgument) return invalid(error);
+    if (!st.ok()) return http::ErrorResponse(st);
+    auto got = rules_->GetJson(body.value("name", ""));
+    return got.ok() ? Json(201, *got) : http::ErrorResponse(got.status());
+  }
+  std::string rest = req.path.substr(std::string_view("/rules/").size());
+  std::string name = rest, op;
+  if (size_t slash = rest.find('/'); slash != std::string::npos) {
+    name = rest.substr(0, slash);
+    op = rest.substr(slash + 1);
+  }
+  name = http::UrlDecode(name);
+  if (!op.empty()) {
+    if (req.method != "POST")
+      return http::ErrorResponse(Error(Code::kInvalidArgument, "use POST /rules/{}/{}", name, op));
+    Status st = rules_->Control(name, op);
+    if (!st.ok()) return http::ErrorResponse(st);
+    auto got = rules_->GetJson(name);
+    return got.ok() ? Json(200, *got) : http::ErrorResponse(got.status());
+  }
+  if (req.method == "GET") {
+    auto got = rules_->GetJson(name);
+    return got.ok() ? Json(200, *got) : http::ErrorResponse(got.status());
+  }
+  if (req.method == "DELETE") return ok_or(rules_->DeleteLocal(name), {{"deleted", name}});
+  if (req.method == "PUT") {
+    json body = json::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object())
+      return invalid(rules::ParseError{0, 0, "the body must be a JSON object"});
+    if (!body.contains("name")) body["name"] = name;
+    if (body["name"] != name)
+      return invalid(rules::ParseError{0, 0, "the body's name differs from the URL's"});
+    rules::ParseError error;
+    Status st = rules_->PutLocal(body, /*replace=*/true, &error);
+    if (st.code() == Code::kInvalidArgument) return invalid(error);
+    if (!st.ok()) return http::ErrorResponse(st);
+    auto got = rules_->GetJson(name);
+    return got.ok() ? Json(200, *got) : http::ErrorResponse(got.status());
+  }
+  return http::ErrorResponse(
+      Error(Code::kInvalidArgument, "use GET, PUT or DELETE /rules/{}", name));
 }
 
 }  // namespace verge::node

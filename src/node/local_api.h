@@ -6,6 +6,9 @@
 //                  the node's local token sees every device).
 //   GET  /healthz  liveness.
 //   GET  /stats    counters of the data path (local token).
+//   POST /rules/test        runs a rule over given rows (no token: it only computes).
+//   GET  /rules             every rule with its status; POST /rules creates a local rule;
+//   GET|PUT|DELETE /rules/N one rule; POST /rules/N/start|stop|restart (local token).
 // Thread-safety: thread-safe; handlers may run on several threads.
 #pragma once
 
@@ -22,6 +25,8 @@
 #include "node/data/series.h"
 
 namespace verge::node {
+
+class RuleManager;
 
 // Which device a bearer token belongs to, from the hashes in the desired state: the node never
 // stores device tokens themselves.
@@ -46,10 +51,13 @@ class LocalApi {
            std::string local_token, const Clock& clock, StatsFn stats);
 
   http::Response Handle(const http::Request& req);
+  // The node's rules; without them the /rules endpoints answer 503. Set before serving.
+  void SetRules(RuleManager* rules) { rules_ = rules; }
 
  private:
   http::Response PostData(const http::Request& req);
   http::Response RulesTest(const http::Request& req);
+  http::Response Rules(const http::Request& req);
   http::Response Query(const http::Request& req);
 
   data::IngestSink& sink_;
@@ -58,6 +66,7 @@ class LocalApi {
   const std::string local_token_;
   const Clock& clock_;
   StatsFn stats_;
+  RuleManager* rules_ = nullptr;
 };
 
 }  // namespace verge::node

@@ -28,17 +28,6 @@ std::string Ts(int k) { return std::to_string(T0() + k); }
 
 const std::vector<std::string> kFastSilences = {"--degraded-after", "1s", "--offline-after", "2s"};
 
-std::string AddDevice(Cloud& cloud, const std::string& name, const std::string& node,
-                      const json& extra = json::object()) {
-  json body = extra;
-  body["name"] = name;
-  body["node"] = node;
-  auto res = cloud.Api("POST", "/api/v1/devices", body.dump());
-  EXPECT_TRUE(res.ok() && res->status == 201) << (res.ok() ? res->body : res.status().message());
-  if (!res.ok() || res->status != 201) return "";
-  return json::parse(res->body)["token"].get<std::string>();
-}
-
 // Every point the cloud holds for a device, following the pages.
 std::vector<json> CloudPoints(Cloud& cloud, const std::string& device) {
   std::vector<json> out;
@@ -54,13 +43,6 @@ std::vector<json> CloudPoints(Cloud& cloud, const std::string& device) {
     after = page.back()["metric"].get<std::string>() + "," +
             std::to_string(page.back()["tsNs"].get<int64_t>());
   }
-}
-
-std::string LocalToken(const std::string& node_dir) {
-  auto t = ReadFile(node_dir + "/data/local.token");
-  std::string s = t.ok() ? *t : "";
-  while (!s.empty() && s.back() == '\n') s.pop_back();
-  return s;
 }
 
 std::string NodeStats(const std::string& api, const std::string& node_dir) {

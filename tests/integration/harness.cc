@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -315,6 +316,24 @@ nlohmann::json ModbusSimMap(const TempDir& tmp, int devices) {
     throw std::runtime_error("verge-devsim --print-map failed:\n" + p.Log());
   }
   return nlohmann::json::parse(p.Log());
+}
+
+std::string AddDevice(Cloud& cloud, const std::string& name, const std::string& node,
+                      const nlohmann::json& extra) {
+  nlohmann::json body = extra;
+  body["name"] = name;
+  body["node"] = node;
+  auto res = cloud.Api("POST", "/api/v1/devices", body.dump());
+  EXPECT_TRUE(res.ok() && res->status == 201) << (res.ok() ? res->body : res.status().message());
+  if (!res.ok() || res->status != 201) return "";
+  return nlohmann::json::parse(res->body)["token"].get<std::string>();
+}
+
+std::string LocalToken(const std::string& node_dir) {
+  auto t = ReadFile(node_dir + "/data/local.token");
+  std::string s = t.ok() ? *t : "";
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  return s;
 }
 
 }  // namespace verge::testing

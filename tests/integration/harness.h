@@ -114,6 +114,14 @@ Result<http::Response> PlainHttp(const std::string& address, const std::string& 
 // The local API address a node wrote to DATA/listen.json, once it has.
 std::optional<std::string> NodeHttpAddress(const std::string& node_data_dir);
 
+// Declares a device on `node` through the cloud's API (`extra`: more fields of the body);
+// returns its token, or "" after a failed expectation.
+std::string AddDevice(Cloud& cloud, const std::string& name, const std::string& node,
+                      const nlohmann::json& extra = nlohmann::json::object());
+
+// The node's local token (DATA/data/local.token), for its local API.
+std::string LocalToken(const std::string& node_data_dir);
+
 // Writes a node config file that makes reconnects fast (tests restart clouds).
 std::string FastReconnectConfig(const TempDir& tmp, const std::string& name);
 

@@ -156,6 +156,17 @@ Result<std::vector<JournalEntry>> UplinkBuffer::ReadJournal(const Cursor& from,
 
 Status UplinkBuffer::Commit(std::vector<StoredBatch>& batches, const Cursor& cursor) {
   std::lock_guard lock(mu_);
+  return CommitLocked(batches, cursor);
+}
+
+Status UplinkBuffer::AddBatches(std::vector<StoredBatch>& batches) {
+  std::lock_guard lock(mu_);
+  // The cursor as it stands under the lock: the pipeline's own commits move it.
+  Cursor cursor = cursor_;
+  return CommitLocked(batches, cursor);
+}
+
+Status UplinkBuffer::CommitLocked(std::vector<StoredBatch>& batches, const Cursor& cursor) {
   VERGE_ASSIGN_OR_RETURN(auto txn, sql::Txn::Begin(db_));
   uint64_t seq = next_seq_;
   uint64_t bytes = 0, readings = 0;

@@ -46,7 +46,9 @@ struct StoredBatch {
   v1::Priority priority = v1::TELEMETRY;
   uint32_t count = 0;
   int64_t created_ms = 0;
-  std::string data;  // zstd-compressed ReadingBatch
+  // zstd-compressed: a ReadingBatch, or an AlertBatch when priority is ALERTS (only rule
+  // alerts use that priority; the uplink marks them BATCH_ALERTS).
+  std::string data;
 };
 
 inline constexpr size_t kPriorities = 6;  // indexed by v1::Priority
@@ -97,6 +99,8 @@ class UplinkBuffer {
   // In one transaction: stores `batches` (assigning their seqs), moves the durable cursor to
   // `cursor`, deletes journal entries wholly before it, then evicts past the byte bound.
   Status Commit(std::vector<StoredBatch>& batches, const Cursor& cursor);
+  // Stores batches that come from outside the journal (rule alerts), leaving the cursor alone.
+  Status AddBatches(std::vector<StoredBatch>& batches);
   Cursor cursor() const;
 
   // Closed batches not in `exclude`, highest priority first, then oldest.
@@ -114,6 +118,7 @@ class UplinkBuffer {
  private:
   UplinkBuffer(sql::Db db, BufferOptions options, const Clock& clock);
   Status Load();
+  Status CommitLocked(std::vector<StoredBatch>& batches, const Cursor& cursor);
   Status EvictLocked();
   Status SaveCountersLocked();
 

@@ -109,6 +109,8 @@ Status Pipeline::Step(bool flush) {
   }
   for (const auto& e : entries) {
     size_t start = e.seq == read_pos_.seq ? read_pos_.index : 0;
+    if (on_readings_ && start < e.readings.size())
+      on_readings_(std::span<const Reading>(e.readings).subspan(start));
     for (size_t i = start; i < e.readings.size(); ++i) {
       passed_.clear();
       filters_.Apply(e.readings[i], passed_);

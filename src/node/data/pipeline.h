@@ -11,7 +11,9 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -59,6 +61,11 @@ class Pipeline {
   void SetFilters(std::vector<std::pair<std::pair<std::string, std::string>, FilterSpec>> specs);
   // Called (on the pipeline thread) after batches were committed.
   void OnBatches(std::function<void()> fn);
+  // Called (on the pipeline thread, or Step's caller) with every reading as it is taken from
+  // the journal, before the uplink filters: the rules' `telemetry` stream. Set before Start.
+  void OnReadings(std::function<void(std::span<const Reading>)> fn) {
+    on_readings_ = std::move(fn);
+  }
   PipelineStats stats() const;
 
   // Runs one step synchronously (tests): processes what is in the journal and, if `flush`,
@@ -84,6 +91,7 @@ class Pipeline {
   std::vector<std::pair<std::pair<std::string, std::string>, FilterSpec>>
       new_filters_;                   // GUARDED_BY(mu_)
   std::function<void()> on_batches_;  // GUARDED_BY(mu_)
+  std::function<void(std::span<const Reading>)> on_readings_;
   std::thread thread_;
 
   // Pipeline thread only (or Step callers, never both).

@@ -125,6 +125,7 @@ void UplinkSender::Run() {
       auto* u = env.mutable_uplink_batch();
       u->set_seq(b.seq);
       u->set_priority(b.priority);
+      u->set_content(b.priority == v1::ALERTS ? v1::BATCH_ALERTS : v1::BATCH_READINGS);
       u->set_count(b.count);
       u->set_codec(v1::CODEC_ZSTD);
       u->set_created_ms(b.created_ms);

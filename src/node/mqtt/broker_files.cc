@@ -132,10 +132,12 @@ std::string RenderPasswordFile(std::string_view node_password_hash,
 }
 
 std::string RenderAcl(const std::vector<BrokerDevice>& devices, bool rejections) {
-  std::string out = fmt::format("user {}\ntopic read {}\n", kNodeUser, kTelemetryFilter);
-  if (rejections) out += "topic write devices/+/rejected\n";
+  // The node owns the broker: its rules read any device topic (MQTT streams) and publish
+  // anywhere (device commands). A device writes under its own prefix and reads its commands.
+  std::string out = fmt::format("user {}\ntopic readwrite #\n", kNodeUser);
   for (const BrokerDevice& d : devices) {
-    out += fmt::format("\nuser {}\ntopic write devices/{}/#\n", d.name, d.name);
+    out += fmt::format("\nuser {}\ntopic write devices/{}/#\ntopic read devices/{}/commands/#\n",
+                       d.name, d.name, d.name);
     if (rejections) out += fmt::format("topic read {}\n", RejectedTopic(d.name));
   }
   return out;

@@ -174,8 +174,7 @@ void ParseAction(const json& item, size_t index, std::vector<ActionSpec>& out,
     if (address < 0) errors.push_back(fmt::format("{}.address: required (0-65535)", path));
     a.address = static_cast<uint32_t>(std::max<int64_t>(address, 0));
     f.OneOf("kind", a.register_kind, {"holding", "coil"});
-    f.OneOf("type", a.type,
-            {"uint16", "int16", "uint32", "int32", "float32", "uint64", "int64", "float64"});
+    f.OneOf("type", a.type, {"uint16", "int16", "uint32", "int32", "float32"});
     f.String("valueColumn", a.value_column);
     if (const json* v = f.Get("value")) {
       if (!v->is_number()) {
@@ -222,6 +221,8 @@ const CreateStream& TelemetryStream() {
   }();
   return *stream;
 }
+
+std::string_view TelemetryStreamSql() { return kTelemetryDecl; }
 
 std::string_view ActionKindName(ActionKind kind) {
   switch (kind) {

@@ -22,8 +22,9 @@ namespace verge::rules {
 // The built-in stream of the node's cleaned readings: one event per device payload, columns
 // device_id, ts (Unix ms, the event time) and one per metric.
 inline constexpr std::string_view kTelemetryStream = "telemetry";
-// Its declaration, as if written by the user (the node feeds it itself).
+// Its declaration, as if written by the user (the node feeds it itself), parsed and as SQL.
 const CreateStream& TelemetryStream();
+std::string_view TelemetryStreamSql();
 
 enum class ActionKind { kAlert, kMqtt, kWebhook, kModbus, kLog, kMemory };
 std::string_view ActionKindName(ActionKind kind);
@@ -54,7 +55,7 @@ struct ActionSpec {
   std::string device;
   uint32_t address = 0;
   std::string register_kind = "holding";  // holding | coil
-  std::string type = "uint16";            // as for polled registers (docs/modbus.md)
+  std::string type = "uint16";            // uint16 int16 uint32 int32 float32, big-endian
   std::string value_column;               // the output column holding the value...
   std::optional<double> value;            // ...or a constant
   // log

@@ -188,22 +188,24 @@ TEST(MqttFiles, PasswordFile) {
 TEST(MqttFiles, Acl) {
   EXPECT_EQ(RenderAcl({{"d1", "h"}, {"d2", "h"}}, /*rejections=*/true),
             "user verge-node\n"
-            "topic read devices/+/telemetry\n"
-            "topic write devices/+/rejected\n"
+            "topic readwrite #\n"
             "\n"
             "user d1\n"
             "topic write devices/d1/#\n"
+            "topic read devices/d1/commands/#\n"
             "topic read devices/d1/rejected\n"
             "\n"
             "user d2\n"
             "topic write devices/d2/#\n"
+            "topic read devices/d2/commands/#\n"
             "topic read devices/d2/rejected\n");
   EXPECT_EQ(RenderAcl({{"d1", "h"}}, /*rejections=*/false),
             "user verge-node\n"
-            "topic read devices/+/telemetry\n"
+            "topic readwrite #\n"
             "\n"
             "user d1\n"
-            "topic write devices/d1/#\n");
+            "topic write devices/d1/#\n"
+            "topic read devices/d1/commands/#\n");
 }
 
 TEST(MqttTopics, DeviceOfTelemetryTopic) {
