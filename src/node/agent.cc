@@ -130,6 +130,7 @@ void Agent::RunJoinAndLink() {
     lo.heartbeat = config_.heartbeat;
     lo.reconnect_initial = config_.reconnect_initial;
     lo.reconnect_max = config_.reconnect_max;
+    lo.has_backlog = [this] { return data_ && data_->HasBacklog(); };
     link_ = std::make_unique<LinkClient>(
         ioc_->get_executor(), lo, [this] { return MakeHello(); }, [this] { return SampleUsage(); },
         [&fail](LinkState s, const std::string& detail) {

@@ -405,6 +405,8 @@ void DataPlane::OnMessage(const v1::Envelope& env) {
   send_(Report());
 }
 
+bool DataPlane::HasBacklog() const { return buffer_ && buffer_->stats().batches > 0; }
+
 v1::ResumeState DataPlane::Resume() const {
   v1::ResumeState r;
   r.set_desired_version(applied_version_);

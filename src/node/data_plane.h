@@ -72,6 +72,8 @@ class DataPlane {
   v1::ResumeState Resume() const;
 
   std::string http_address() const { return http_address_; }
+  // Batches wait for the cloud.
+  bool HasBacklog() const;
   std::string StatsJson() const;
 
  private:

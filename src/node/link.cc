@@ -68,7 +68,8 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
   WsStream* current = nullptr;  // the live stream, for Stop() to cut while connecting
   bool steady = false;          // past HelloAck: Stop() ends the session gracefully
   bool stopped = false;
-  bool refused = false;  // the cloud refused this identity: retrying cannot help
+  bool refused = false;        // the cloud refused this identity: retrying cannot help
+  int64_t retry_after_ms = 0;  // from the last Goodbye: the cloud asked for this pause
   uint64_t next_id = 1;
 
   mutable std::mutex mu;
@@ -124,10 +125,17 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
       }
       // Full jitter over [d/2, d], d doubling per failure up to the cap.
       int64_t cap = opt.reconnect_max.count();
+      if (opt.has_backlog && opt.has_backlog())
+        cap = std::min(cap, std::max(opt.reconnect_backlog_max.count(), int64_t{1}));
       int64_t d = opt.reconnect_initial.count();
       for (int i = 1; i < failures && d < cap; ++i) d *= 2;
       d = std::min(d, cap);
       int64_t wait = std::uniform_int_distribution<int64_t>(d / 2, d)(rng);
+      // The cloud said when to come back (it is shedding load): not sooner, spread over 20 %.
+      if (retry_after_ms > 0) {
+        wait = std::uniform_int_distribution<int64_t>(retry_after_ms, retry_after_ms * 6 / 5)(rng);
+        retry_after_ms = 0;
+      }
       SetState(LinkState::kBackoff,
                fmt::format("{}; retrying in {}", reason, FormatDuration(Millis(wait))));
       backoff_timer.expires_after(Millis(wait));
@@ -226,6 +234,7 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
     if (g.reason() == v1::Goodbye::REVOKED || g.reason() == v1::Goodbye::IDENTITY_MISMATCH) {
       refused = true;
     }
+    retry_after_ms = std::min<int64_t>(g.retry_after_ms(), 10 * 60 * 1000);
     return "the cloud closed the link: " +
            (g.message().empty() ? std::string("goodbye") : g.message());
   }

@@ -31,6 +31,10 @@ struct LinkOptions {
   Millis heartbeat{15'000};
   Millis reconnect_initial{500};
   Millis reconnect_max{30'000};
+  // While the node holds data for the cloud (has_backlog), reconnect at least this often, so a
+  // backlog starts draining soon after the cloud is back.
+  Millis reconnect_backlog_max{5'000};
+  std::function<bool()> has_backlog;
   Millis connect_timeout{10'000};
 };
 
