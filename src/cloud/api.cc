@@ -2,8 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cloud/alerts.h"
 #include "cloud/api_json.h"
 #include "cloud/device_spec.h"
+#include "cloud/rule_spec.h"
 #include "cloud/telemetry_query.h"
 #include "verge/v1/link.pb.h"
 
@@ -19,6 +21,12 @@ http::Response Json(int status, const json& j) {
 }
 http::Response Fail(Code code, std::string msg) {
   return http::ErrorResponse(Status(code, std::move(msg)));
+}
+
+http::Response MethodNotAllowed(const http::Request& req) {
+  return Json(405, {{"error",
+                     {{"code", "method_not_allowed"},
+                      {"message", req.method + " is not allowed on " + req.path}}}});
 }
 
 std::vector<std::string_view> Segments(std::string_view path) {
@@ -61,13 +69,7 @@ http::Response Api::Route(const http::Request& req) {
     return Fail(Code::kNotFound, "no such endpoint: " + req.path);
   }
   seg.erase(seg.begin(), seg.begin() + 2);
-  auto not_allowed = [&] {
-    return http::Response{
-        405, "application/json",
-        json{{"error",
-              {{"code", "method_not_allowed"}, {"message", m + " is not allowed on " + req.path}}}}
-            .dump()};
-  };
+  auto not_allowed = [&] { return MethodNotAllowed(req); };
 
   if (!seg.empty() && seg[0] == "nodes") {
     if (seg.size() == 1) {
@@ -159,6 +161,11 @@ http::Response Api::Route(const http::Request& req) {
   }
 
   if (!seg.empty() && seg[0] == "devices") return Devices(req, seg);
+  if (!seg.empty() && seg[0] == "rules") return Rules(req, seg);
+  if (seg.size() == 1 && seg[0] == "alerts") {
+    if (m != "GET") return not_allowed();
+    return Alerts(req);
+  }
   if (seg.size() == 1 && seg[0] == "telemetry") {
     if (m != "GET") return not_allowed();
     return Telemetry(req);
@@ -181,6 +188,7 @@ http::Response Api::Route(const http::Request& req) {
                       {"batchesStored", tc.batches_stored.load()},
                       {"batchesDuplicate", tc.batches_duplicate.load()},
                       {"readingsStored", tc.readings_stored.load()},
+                      {"alertsStored", tc.alerts_stored.load()},
                       {"readingsCompacted", tc.readings_compacted.load()},
                       {"telemetryQueueBytes", telemetry_.queued_bytes()},
                       {"linkAddress", link_address_}});
@@ -190,13 +198,7 @@ http::Response Api::Route(const http::Request& req) {
 
 http::Response Api::Devices(const http::Request& req, const std::vector<std::string_view>& seg) {
   const std::string& m = req.method;
-  auto not_allowed = [&] {
-    return http::Response{
-        405, "application/json",
-        json{{"error",
-              {{"code", "method_not_allowed"}, {"message", m + " is not allowed on " + req.path}}}}
-            .dump()};
-  };
+  auto not_allowed = [&] { return MethodNotAllowed(req); };
   auto with_token = [](const DeviceWithToken& d) {
     json j = DeviceJson(d.device);
     j["token"] = d.token;
@@ -243,6 +245,77 @@ http::Response Api::Devices(const http::Request& req, const std::vector<std::str
     return Json(200, with_token(*rotated));
   }
   return Fail(Code::kNotFound, "no such endpoint: " + req.path);
+}
+
+http::Response Api::Rules(const http::Request& req, const std::vector<std::string_view>& seg) {
+  const std::string& m = req.method;
+  auto not_allowed = [&] { return MethodNotAllowed(req); };
+  auto shown = [&](const Rule& r) { return RuleJson(r, rules_.Nodes(r)); };
+  if (seg.size() == 1) {
+    if (m != "GET") return not_allowed();
+    auto list = rules_.List();
+    if (!list.ok()) return http::ErrorResponse(list.status());
+    json arr = json::array();
+    for (const auto& r : *list) arr.push_back(shown(r));
+    return Json(200, arr);
+  }
+  std::string name(seg[1]);
+  if (seg.size() == 2) {
+    if (m == "GET") {
+      auto r = rules_.Get(name);
+      if (!r.ok()) return http::ErrorResponse(r.status());
+      return Json(200, shown(*r));
+    }
+    if (m == "PUT") {
+      auto applied = rules_.Apply(name, req.body);
+      if (!applied.ok()) return http::ErrorResponse(applied.status());
+      json j = shown(applied->rule);
+      switch (applied->change) {
+        case RuleService::Change::kCreated:
+          j["result"] = "created";
+          return Json(201, j);
+        case RuleService::Change::kUpdated:
+          j["result"] = "configured";
+          break;
+        case RuleService::Change::kUnchanged:
+          j["result"] = "unchanged";
+          break;
+      }
+      return Json(200, j);
+    }
+    if (m == "DELETE") {
+      if (auto st = rules_.Delete(name); !st.ok()) return http::ErrorResponse(st);
+      return Json(200, {{"name", name}, {"deleted", true}});
+    }
+    return not_allowed();
+  }
+  if (seg.size() == 3 && seg[2] == "status") {
+    if (m != "GET") return not_allowed();
+    auto statuses = rules_.Statuses(name);
+    if (!statuses.ok()) return http::ErrorResponse(statuses.status());
+    json arr = json::array();
+    for (const auto& s : *statuses) arr.push_back(RuleStatusJson(s));
+    return Json(200, arr);
+  }
+  if (seg.size() == 3 && (seg[2] == "stop" || seg[2] == "start" || seg[2] == "restart")) {
+    if (m != "POST") return not_allowed();
+    auto r = seg[2] == "stop"    ? rules_.Stop(name)
+             : seg[2] == "start" ? rules_.Start(name)
+                                 : rules_.Restart(name);
+    if (!r.ok()) return http::ErrorResponse(r.status());
+    return Json(200, shown(*r));
+  }
+  return Fail(Code::kNotFound, "no such endpoint: " + req.path);
+}
+
+http::Response Api::Alerts(const http::Request& req) {
+  auto q = ParseAlertQuery(req.query, clock_.WallMs());
+  if (!q.ok()) return http::ErrorResponse(q.status());
+  auto alerts = store_.ListAlerts(*q);
+  if (!alerts.ok()) return http::ErrorResponse(alerts.status());
+  json arr = json::array();
+  for (const auto& a : *alerts) arr.push_back(AlertJson(a));
+  return Json(200, arr);
 }
 
 http::Response Api::Telemetry(const http::Request& req) {

@@ -1,5 +1,5 @@
 // The REST API (api-listen) and the join endpoints (link-listen), as plain request →
-// response functions over the registry, token, device and telemetry services. The transport
+// response functions over the registry, token, device, rule and telemetry services. The transport
 // (net.cc) calls them on its I/O threads. Routes and shapes are documented in docs/api.md.
 // Thread-safety: thread-safe (everything they touch is).
 #pragma once
@@ -7,6 +7,7 @@
 #include "cloud/devices.h"
 #include "cloud/link_service.h"
 #include "cloud/registry.h"
+#include "cloud/rules.h"
 #include "cloud/store.h"
 #include "cloud/tokens.h"
 #include "common/http.h"
@@ -18,11 +19,12 @@ class Api {
  public:
   // `telemetry` is the writer whose counters /api/v1/status shows; `store` answers queries.
   Api(Registry& registry, TokenService& tokens, LinkService& link, DeviceService& devices,
-      TelemetryWriter& telemetry, Store& store, const Clock& clock)
+      RuleService& rules, TelemetryWriter& telemetry, Store& store, const Clock& clock)
       : registry_(registry),
         tokens_(tokens),
         link_(link),
         devices_(devices),
+        rules_(rules),
         telemetry_(telemetry),
         store_(store),
         clock_(clock) {}
@@ -35,11 +37,14 @@ class Api {
   http::Response Route(const http::Request& req);
   http::Response Devices(const http::Request& req, const std::vector<std::string_view>& seg);
   http::Response Telemetry(const http::Request& req);
+  http::Response Rules(const http::Request& req, const std::vector<std::string_view>& seg);
+  http::Response Alerts(const http::Request& req);
   std::string link_address_;
   Registry& registry_;
   TokenService& tokens_;
   LinkService& link_;
   DeviceService& devices_;
+  RuleService& rules_;
   TelemetryWriter& telemetry_;
   Store& store_;
   const Clock& clock_;

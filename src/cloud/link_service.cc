@@ -2,8 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
+#include "cloud/alerts.h"
 #include "cloud/api_json.h"
 #include "cloud/device_spec.h"
+#include "cloud/rule_spec.h"
 #include "cloud/telemetry_codec.h"
 
 namespace verge::cloud {
@@ -50,9 +54,7 @@ class LinkService::Conn final : public LinkService::Connection,
         Fail(v1::Goodbye::PROTOCOL_ERROR, "Hello sent twice");
         break;
       case v1::Envelope::kStateReport:
-        ++svc_.counters_.state_reports;
-        svc_.registry_.OnStateReport(peer_.common_name, env.state_report().applied_version(),
-                                     ClipUtf8(env.state_report().error(), 2000));
+        HandleStateReport(env.state_report());
         break;
       case v1::Envelope::kUplinkBatch:
         HandleUplink(*env.mutable_uplink_batch());
@@ -83,7 +85,7 @@ class LinkService::Conn final : public LinkService::Connection,
   void PushDesiredState() {
     std::lock_guard lock(push_mu_);
     if (!hello_acked_) return;  // the Hello path reads the newest state after this change
-    auto ds = svc_.store_.GetDesiredState(peer_.common_name);
+    auto ds = ReadDesiredState();
     if (!ds.ok()) {
       spdlog::error("reading the desired state of node {}: {}", peer_.common_name,
                     ds.status().message());
@@ -141,7 +143,7 @@ class LinkService::Conn final : public LinkService::Connection,
     // is either in this read or pushed after it, never sent before the HelloAck.
     std::lock_guard lock(push_mu_);
     const uint64_t node_version = h.resume().desired_version();
-    auto ds = svc_.store_.GetDesiredState(peer_.common_name);
+    auto ds = ReadDesiredState();
     if (ds.ok() && node_version > ds->version) {
       // The node has a version this cloud never issued (a restored backup, a re-joined name):
       // move past it, so that what the node gets next is newer than anything it holds.
@@ -183,6 +185,12 @@ class LinkService::Conn final : public LinkService::Connection,
     ack->set_cloud_time_ms(svc_.clock_.WallMs());
     ack->set_desired_version(ds->version);
     ack->set_uplink_stored_seq(*stored_seq);
+    for (const auto& f : h.features()) {
+      if (std::find(std::begin(kCloudFeatures), std::end(kCloudFeatures), f) !=
+          std::end(kCloudFeatures)) {
+        ack->add_features(f);
+      }
+    }
     stream_->Send(reply.SerializeAsString());
     hello_acked_ = true;
     sent_version_ = node_version;
@@ -192,6 +200,12 @@ class LinkService::Conn final : public LinkService::Connection,
                  peer_.remote_ip, h.agent_version(), node_version, ds->version);
   }
 
+  // The node's desired state, with the rules its current labels select.
+  Result<DesiredState> ReadDesiredState() {
+    return svc_.store_.GetDesiredState(
+        peer_.common_name, svc_.registry_.NodeLabels(peer_.common_name).value_or(Labels()));
+  }
+
   // REQUIRES: push_mu_ held.
   void SendDesiredState(const DesiredState& ds) {
     v1::Envelope env;
@@ -199,14 +213,58 @@ class LinkService::Conn final : public LinkService::Connection,
     auto* d = env.mutable_desired_state();
     d->set_version(ds.version);
     for (const auto& dev : ds.devices) DeviceToProto(dev, d->add_devices());
+    for (const auto& rule : ds.rules) RuleToProto(rule, d->add_rules());
     stream_->Send(env.SerializeAsString());
     sent_version_ = ds.version;
     ++svc_.counters_.desired_states_sent;
   }
 
+  void HandleStateReport(const v1::StateReport& report) {
+    ++svc_.counters_.state_reports;
+    std::optional<std::vector<RuleStatusRecord>> rules;
+    if (report.has_rules()) {
+      int64_t now_ms = svc_.clock_.WallMs();
+      rules.emplace();
+      rules->reserve(static_cast<size_t>(report.rules_size()));
+      for (const auto& r : report.rules()) {
+        rules->push_back(RuleStatusFromProto(peer_.common_name, r, now_ms));
+      }
+    }
+    svc_.registry_.OnStateReport(peer_.common_name, report.applied_version(),
+                                 ClipUtf8(report.error(), 2000), std::move(rules));
+  }
+
+  // What the TelemetryWriter stores for a batch, or why it never can.
+  Result<Store::UplinkRecord> Decode(v1::UplinkBatch& batch) {
+    switch (batch.content()) {
+      case v1::BATCH_READINGS: {
+        auto summary = VisitUplink(batch, nullptr);
+        if (!summary.ok()) return summary.status();
+        svc_.counters_.uplink_readings += summary->count;
+        return StageUplink(peer_.common_name, std::move(batch), *summary);
+      }
+      case v1::BATCH_ALERTS: {
+        auto alerts = DecodeAlertBatch(batch, peer_.common_name, svc_.clock_.WallMs());
+        if (!alerts.ok()) return alerts.status();
+        svc_.counters_.uplink_alerts += alerts->size();
+        Store::UplinkRecord rec;
+        rec.node = peer_.common_name;
+        rec.seq = batch.seq();
+        rec.low_seq = batch.low_seq();
+        rec.count = alerts->size();
+        rec.is_alerts = true;
+        rec.alerts = std::move(*alerts);
+        return rec;
+      }
+      default:
+        return Error(Code::kInvalidArgument, "unknown batch content {}",
+                     static_cast<int>(batch.content()));
+    }
+  }
+
   void HandleUplink(v1::UplinkBatch& batch) {
     ++svc_.counters_.uplink_batches;
-    auto decoded = VisitUplink(batch, nullptr);
+    auto decoded = Decode(batch);
     if (!decoded.ok()) {
       // It can never become valid: acknowledge it, so that the node stops resending it.
       ++svc_.counters_.bad_batches;
@@ -234,8 +292,7 @@ class LinkService::Conn final : public LinkService::Connection,
       stream_->Send(ack.SerializeAsString());
       return;
     }
-    svc_.counters_.uplink_readings += decoded->count;
-    TelemetryWriter::Job job{StageUplink(peer_.common_name, std::move(batch), *decoded), stream_};
+    TelemetryWriter::Job job{std::move(*decoded), stream_};
     if (!svc_.telemetry_.Submit(std::move(job))) {
       // The store is far behind: close, and let the node resend after a pause.
       spdlog::warn("node {}: telemetry queue full; closing its stream", peer_.common_name);

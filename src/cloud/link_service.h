@@ -11,8 +11,13 @@
 // document at once (DesiredStateSink). Each stream sends versions in increasing order only.
 // StateReports go to the Registry (written behind).
 //
-// Uplink: an UplinkBatch is decoded and validated on the stream's strand, then queued to the
-// TelemetryWriter, which acknowledges it after the commit. A batch that can
+// Rules: a DesiredState carries the rules whose nodeSelector matches the node's labels as
+// the registry holds them when the document is sent. A StateReport that lists the node's
+// rules (has_rules) goes to the Registry with it, which writes the statuses behind.
+//
+// Uplink: an UplinkBatch (readings or, with content BATCH_ALERTS, alerts) is decoded and
+// validated on the stream's strand, then queued to the TelemetryWriter, which acknowledges it
+// after the commit. A batch that can
 // never be stored (corrupt, invalid) is acknowledged at once, counted in bad_batches and
 // recorded as a `batch_rejected` node event: resending it could not help, and an unacked batch
 // would be resent forever (docs/protocol.md).
@@ -27,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "cloud/devices.h"
@@ -41,6 +47,10 @@ namespace verge::cloud {
 
 inline constexpr uint32_t kProtocolVersion = 1;
 inline constexpr const char* kSubprotocol = "verge.v1";
+// What this cloud supports that a node must know of before using it. HelloAck lists those
+// the node listed in its Hello too ("the features both sides have").
+//   alerts: the cloud stores UplinkBatches of content BATCH_ALERTS.
+inline constexpr std::string_view kCloudFeatures[] = {"alerts"};
 
 struct PeerIdentity {
   std::string common_name;
@@ -59,6 +69,7 @@ struct LinkCounters {
   std::atomic<uint64_t> state_reports{0};
   std::atomic<uint64_t> uplink_batches{0};   // received, good or bad
   std::atomic<uint64_t> uplink_readings{0};  // in good batches received (duplicates included)
+  std::atomic<uint64_t> uplink_alerts{0};    // the same, for alert batches
   std::atomic<uint64_t> bad_batches{0};
 };
 

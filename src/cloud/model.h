@@ -1,5 +1,6 @@
-// The cloud's records: nodes, node events, bootstrap tokens, revoked certificates and devices,
-// as the Store keeps them and the API shows them. Thread-safety: plain values.
+// The cloud's records: nodes, node events, bootstrap tokens, revoked certificates, devices,
+// rules, rule statuses and alerts, as the Store keeps them and the API shows them.
+// Thread-safety: plain values.
 #pragma once
 
 #include <cstdint>
@@ -135,10 +136,79 @@ struct Device {
   int64_t updated_ms = 0;
 };
 
-// A node's desired state as one consistent read: its version and its devices, by name.
+using Labels = std::map<std::string, std::string>;
+
+// Whether `labels` has every label of `selector` (true for an empty selector).
+bool SelectorMatches(const Labels& selector, const Labels& labels);
+
+// A streaming SQL rule, declared with a `kind: Rule` document (docs/api.md); the node runs it
+// (docs/rules.md). The spec fields are kept as the operator wrote them, validated.
+struct Rule {
+  std::string name;
+  Labels node_selector;  // labels a node must all have; empty: every node
+  std::string sql;
+  std::vector<std::string> streams;  // CREATE STREAM statements
+  std::string actions_json;          // spec.actions, compact JSON
+  std::string options_json;          // spec.options, compact JSON; "" for none
+  // Set by the operator (stop/start/restart), never by applying a document.
+  bool stopped = false;
+  uint64_t restart_generation = 0;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+
+  // Whether the node with these labels runs the rule.
+  bool Matches(const Labels& labels) const { return SelectorMatches(node_selector, labels); }
+  // Same spec (what a document sets), whatever the operator state and times.
+  bool SameSpec(const Rule& o) const;
+};
+
+// What a node last reported about one rule it has (RuleStatus in link.proto).
+struct RuleStatusRecord {
+  std::string rule;
+  std::string node;
+  std::string status;  // running | stopped | error
+  uint64_t records_in = 0;
+  uint64_t records_out = 0;
+  uint64_t exceptions = 0;
+  std::string last_error;
+  uint64_t latency_p50_us = 0;
+  uint64_t latency_p99_us = 0;
+  uint64_t dropped = 0;
+  std::string origin;  // cloud | local
+  int64_t reported_ms = 0;
+  bool operator==(const RuleStatusRecord&) const = default;
+};
+
+// One alert: an output row of a rule with an `alert` action, sent by a node.
+struct AlertRecord {
+  int64_t id = 0;  // assigned by the store, increasing
+  std::string node;
+  uint64_t batch_seq = 0;  // the uplink batch that carried it, and its place in it
+  uint32_t index = 0;
+  std::string rule;
+  int64_t ts_ms = 0;     // when the rule emitted it (node clock)
+  std::string severity;  // info | warning | critical
+  std::string message;
+  std::string data_json;    // the output row, a JSON object
+  int64_t received_ms = 0;  // cloud clock
+  bool operator==(const AlertRecord&) const = default;
+};
+
+// Which alerts GET /api/v1/alerts returns: newest first, every filter optional.
+struct AlertQuery {
+  std::string rule;
+  std::string node;
+  std::string severity;
+  int64_t since_ms = 0;  // ts_ms >= since_ms
+  int limit = 100;
+};
+
+// A node's desired state as one consistent read: its version, its devices and the rules whose
+// selector matches it, each by name.
 struct DesiredState {
   uint64_t version = 0;
   std::vector<Device> devices;
+  std::vector<Rule> rules;
 };
 
 }  // namespace verge::cloud

@@ -107,11 +107,12 @@ Status Registry::AddJoined(const std::string& name, const std::string& cert_seri
 
 Status Registry::OnConnected(const std::string& name, const NodeReport& r,
                              const std::string& peer_ip) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   auto it = nodes_.find(name);
   if (it == nodes_.end()) return Error(Code::kNotFound, "node \"{}\" is not registered", name);
   Entry& e = it->second;
   Node& n = e.node;
+  const Labels before = n.labels;
   if (!r.type.empty()) n.type = r.type;
   n.region = r.region;
   for (const auto& [k, v] : r.labels) n.labels[k] = v;
@@ -127,6 +128,11 @@ Status Registry::OnConnected(const std::string& name, const NodeReport& r,
   e.dirty = true;
   AddEvent(name, "connected", fmt::format("link up from {} (agent {})", peer_ip, r.agent_version));
   Touch(e);
+  if (n.labels != before && labels_observer_) {
+    const Labels after = n.labels;
+    lock.unlock();
+    labels_observer_->NodeLabelsChanged(name, before, after);
+  }
   return Status::Ok();
 }
 
@@ -150,7 +156,8 @@ void Registry::OnDisconnected(const std::string& name, const std::string& reason
 }
 
 void Registry::OnStateReport(const std::string& name, uint64_t applied_version,
-                             const std::string& error) {
+                             const std::string& error,
+                             std::optional<std::vector<RuleStatusRecord>> rules) {
   std::lock_guard lock(mu_);
   auto it = nodes_.find(name);
   if (it == nodes_.end()) return;
@@ -162,6 +169,7 @@ void Registry::OnStateReport(const std::string& name, uint64_t applied_version,
   n.state_error = error;
   n.state_reported_ms = clock_.WallMs();
   it->second.state_dirty = true;
+  if (rules) it->second.pending_rules = std::move(rules);
 }
 
 void Registry::OnDesiredVersion(const std::string& name, uint64_t version) {
@@ -208,6 +216,11 @@ Status Registry::Flush() {
       if (e.state_dirty) {
         reports.push_back(
             {name, e.node.applied_version, e.node.state_error, e.node.state_reported_ms});
+        if (e.pending_rules) {
+          reports.back().has_rules = true;
+          reports.back().rules = std::move(*e.pending_rules);
+          e.pending_rules.reset();
+        }
       }
       e.dirty = e.heartbeat_dirty = e.state_dirty = false;
     }
@@ -226,8 +239,12 @@ Status Registry::Flush() {
     for (const auto& b : beats) {
       if (auto it = nodes_.find(b.node); it != nodes_.end()) it->second.heartbeat_dirty = true;
     }
-    for (const auto& r : reports) {
-      if (auto it = nodes_.find(r.node); it != nodes_.end()) it->second.state_dirty = true;
+    for (auto& r : reports) {
+      auto it = nodes_.find(r.node);
+      if (it == nodes_.end()) continue;
+      it->second.state_dirty = true;
+      // Unless a newer list came meanwhile.
+      if (r.has_rules && !it->second.pending_rules) it->second.pending_rules = std::move(r.rules);
     }
     pending_events_.insert(pending_events_.begin(), events.begin(), events.end());
   }
@@ -248,6 +265,25 @@ std::optional<Node> Registry::Get(const std::string& name) const {
   auto it = nodes_.find(name);
   if (it == nodes_.end()) return std::nullopt;
   return it->second.node;
+}
+
+std::optional<Labels> Registry::NodeLabels(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) return std::nullopt;
+  return it->second.node.labels;
+}
+
+std::vector<std::string> Registry::NodesMatching(const Labels& selector) const {
+  std::vector<std::string> out;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, e] : nodes_) {
+      if (SelectorMatches(selector, e.node.labels)) out.push_back(name);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 bool Registry::IsConnected(const std::string& name) const {
@@ -279,7 +315,7 @@ RegistryCounts Registry::Counts() const {
 
 Result<Node> Registry::PatchLabels(const std::string& name,
                                    const std::map<std::string, std::optional<std::string>>& patch) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   auto it = nodes_.find(name);
   if (it == nodes_.end()) return Error(Code::kNotFound, "node \"{}\" not found", name);
   Node updated = it->second.node;
@@ -299,8 +335,12 @@ Result<Node> Registry::PatchLabels(const std::string& name,
   // Re-applying what is already there changes nothing and records nothing.
   if (changes.empty()) return updated;
   VERGE_RETURN_IF_ERROR(store_.UpdateNodes(std::span<const Node>(&updated, 1)));
-  it->second.node = updated;
+  const Labels before = std::exchange(it->second.node, updated).labels;
   AddEvent(name, "labels_changed", fmt::format("{}", fmt::join(changes, " ")));
+  if (labels_observer_) {
+    lock.unlock();
+    labels_observer_->NodeLabelsChanged(name, before, updated.labels);
+  }
   return updated;
 }
 

@@ -49,6 +49,16 @@ struct NodeReport {
   std::string arch;
 };
 
+// Told after a node's labels changed (its Hello, or PATCH /api/v1/nodes/NAME), with the
+// labels before and after. Called on the thread that made the change, outside the registry's
+// lock, so it may call the registry; two changes of one node may be told in either order.
+class NodeLabelsObserver {
+ public:
+  virtual ~NodeLabelsObserver() = default;
+  virtual void NodeLabelsChanged(const std::string& node, const Labels& before,
+                                 const Labels& after) = 0;
+};
+
 struct RegistryCounts {
   size_t nodes = 0;
   size_t online = 0;
@@ -75,9 +85,11 @@ class Registry {
   Status OnConnected(const std::string& name, const NodeReport& report, const std::string& peer_ip);
   void OnHeartbeat(const std::string& name, const std::optional<Resources>& used);
   void OnDisconnected(const std::string& name, const std::string& reason);
-  // A StateReport: the desired-state version the node applied, or why it could not (written
-  // behind, like heartbeats). A new error is also recorded as a `state_rejected` event.
-  void OnStateReport(const std::string& name, uint64_t applied_version, const std::string& error);
+  // A StateReport: the desired-state version the node applied, or why it could not, and the
+  // statuses of its rules if it listed them (written behind, like heartbeats; the list replaces
+  // the node's stored statuses). A new error is also recorded as a `state_rejected` event.
+  void OnStateReport(const std::string& name, uint64_t applied_version, const std::string& error,
+                     std::optional<std::vector<RuleStatusRecord>> rules = std::nullopt);
   // The store bumped the node's desired-state version (a device changed); kept for display.
   // Never moves backwards, so that two concurrent changes can report in any order.
   void OnDesiredVersion(const std::string& name, uint64_t version);
@@ -91,6 +103,9 @@ class Registry {
 
   std::vector<Node> List() const;
   std::optional<Node> Get(const std::string& name) const;
+  std::optional<Labels> NodeLabels(const std::string& name) const;
+  // Names of the nodes that have every label of `selector`, sorted (every node for {}).
+  std::vector<std::string> NodesMatching(const Labels& selector) const;
   bool IsConnected(const std::string& name) const;
   RegistryCounts Counts() const;
 
@@ -109,6 +124,8 @@ class Registry {
   Result<std::vector<NodeEvent>> Events(const std::string& name, int limit);
 
   const RegistryOptions& options() const { return options_; }
+  // REQUIRES: called before the registry is shared with other threads (composition root).
+  void SetLabelsObserver(NodeLabelsObserver* observer) { labels_observer_ = observer; }
 
  private:
   struct Entry {
@@ -118,14 +135,21 @@ class Registry {
     bool dirty = false;            // record changed beyond the heartbeat time
     bool heartbeat_dirty = false;  // only last_heartbeat_ms changed
     bool state_dirty = false;      // applied_version / state_error changed
+    // Rule statuses reported and not written yet (with state_dirty).
+    std::optional<std::vector<RuleStatusRecord>> pending_rules;
   };
   void SetStatus(Entry& e, NodeStatus s, const std::string& why);  // REQUIRES: mu_ held
+  // Takes mu_; `before` gets the labels the node had.
+  Result<Node> ApplyLabelPatch(const std::string& name,
+                               const std::map<std::string, std::optional<std::string>>& patch,
+                               Labels& before);
   void AddEvent(const std::string& node, std::string type, std::string message);  // REQUIRES: mu_
   void Touch(Entry& e);  // REQUIRES: mu_ held
 
   Store& store_;
   const Clock& clock_;
   const RegistryOptions options_;
+  NodeLabelsObserver* labels_observer_ = nullptr;  // set once before serving
 
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry> nodes_;  // GUARDED_BY(mu_)

@@ -58,8 +58,12 @@ Status Server::Start() {
   telemetry_ = std::make_unique<TelemetryWriter>(*store_);
   link_ = std::make_unique<LinkService>(*registry_, *store_, *telemetry_, clock_);
   devices_ = std::make_unique<DeviceService>(*store_, *registry_, *link_, clock_);
-  api_ =
-      std::make_unique<Api>(*registry_, *tokens_, *link_, *devices_, *telemetry_, *store_, clock_);
+  rules_ = std::make_unique<RuleService>(*store_, *registry_, *link_, clock_);
+  // Label changes select rules: the registry tells the rule service (wired here, not in the
+  // constructor, because the rule service needs the registry first).
+  registry_->SetLabelsObserver(rules_.get());
+  api_ = std::make_unique<Api>(*registry_, *tokens_, *link_, *devices_, *rules_, *telemetry_,
+                               *store_, clock_);
   join_ = std::make_unique<JoinService>(*registry_, *tokens_, identity_->ca, config_.node_cert_days,
                                         clock_);
 
@@ -144,6 +148,13 @@ void Server::Maintenance() {
         } else if (*pruned > 0) {
           spdlog::info("telemetry retention: removed {} chunks", *pruned);
         }
+      }
+      // Alerts are kept as long as readings.
+      auto alerts = store_->PruneAlerts(clock_.WallMs() - config_.telemetry_retention.count());
+      if (!alerts.ok()) {
+        spdlog::error("pruning alerts: {}", alerts.status().message());
+      } else if (*alerts > 0) {
+        spdlog::info("telemetry retention: removed {} alerts", *alerts);
       }
       next_prune = now + int64_t{3600} * 1000;
     }

@@ -1,7 +1,7 @@
 // cloud::Server: the composition root of verge-cloud. It builds every service in order —
-// data dir lock, store, identity (CA), tokens, registry, telemetry writer, link, devices, API,
-// network — and stops them in reverse. Nothing else in the cloud constructs services or holds
-// globals. Threads: the network's I/O threads, the telemetry writer's two (commits and acks,
+// data dir lock, store, identity (CA), tokens, registry, telemetry writer, link, devices,
+// rules, API, network — and stops them in reverse. Nothing else in the cloud constructs services or
+// holds globals. Threads: the network's I/O threads, the telemetry writer's two (commits and acks,
 // compaction), and one maintenance thread (status sweeps, write-behind flushes, retention).
 // Thread-safety: Start/Stop from one thread; accessors are for tests and are thread-safe.
 #pragma once
@@ -18,6 +18,7 @@
 #include "cloud/link_service.h"
 #include "cloud/net.h"
 #include "cloud/registry.h"
+#include "cloud/rules.h"
 #include "cloud/store_sqlite.h"
 #include "cloud/telemetry.h"
 #include "cloud/tokens.h"
@@ -55,6 +56,7 @@ class Server {
   std::unique_ptr<TelemetryWriter> telemetry_;
   std::unique_ptr<LinkService> link_;
   std::unique_ptr<DeviceService> devices_;
+  std::unique_ptr<RuleService> rules_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<JoinService> join_;
   std::unique_ptr<NetServer> net_;

@@ -76,22 +76,45 @@ class Store {
   virtual Result<std::optional<Device>> GetDevice(const std::string& name) = 0;
   // Sorted by name; node "" lists every device.
   virtual Result<std::vector<Device>> ListDevices(const std::string& node) = 0;
-  // The node's version and devices, read in one transaction so that they belong together.
-  // A node nothing was ever declared for has version 0 and no devices.
-  virtual Result<DesiredState> GetDesiredState(const std::string& node) = 0;
+  // The node's version, devices and the rules whose selector matches `labels` (the node's
+  // labels, which the caller knows: the registry holds them), read in one transaction so that
+  // they belong together. A node nothing was ever declared for has version 0 and nothing else.
+  virtual Result<DesiredState> GetDesiredState(const std::string& node, const Labels& labels) = 0;
   // Makes the node's version greater than `above` if it is not already, returning the
   // version. For a node that reports a version the cloud never issued (a restored backup),
   // so that the next document it gets is newer than anything it has seen.
   virtual Result<uint64_t> RaiseDesiredVersion(const std::string& node, uint64_t above) = 0;
+
+  // Rules. Which nodes a rule reaches depends on their labels, which the registry holds, so
+  // the caller names the nodes a change touches (those the rule matched before it or matches
+  // after it); every change bumps, in the same transaction, each of their desired-state
+  // versions and returns the new versions.
+  // Inserts the rule or replaces an existing one of that name (its created_ms is kept).
+  virtual Result<std::vector<VersionBump>> PutRule(const Rule& rule,
+                                                   std::span<const std::string> nodes) = 0;
+  // Removes the rule and the statuses nodes reported for it. kNotFound if absent.
+  virtual Result<std::vector<VersionBump>> DeleteRule(const std::string& name,
+                                                      std::span<const std::string> nodes) = 0;
+  virtual Result<std::optional<Rule>> GetRule(const std::string& name) = 0;
+  // Sorted by name.
+  virtual Result<std::vector<Rule>> ListRules() = 0;
+  // Bumps the nodes' versions (a node's labels changed which rules it gets).
+  virtual Result<std::vector<VersionBump>> BumpDesiredVersions(
+      std::span<const std::string> nodes) = 0;
 
   struct StateReport {
     std::string node;
     uint64_t applied_version = 0;
     std::string error;
     int64_t reported_ms = 0;
+    // The node listed its rules: they replace every status stored for the node.
+    bool has_rules = false;
+    std::vector<RuleStatusRecord> rules{};
   };
   // Batched, like heartbeats: state reports are written behind.
   virtual Status UpdateStateReports(std::span<const StateReport> reports) = 0;
+  // The statuses nodes reported for the rule, sorted by node.
+  virtual Result<std::vector<RuleStatusRecord>> ListRuleStatuses(const std::string& rule) = 0;
 
   // Telemetry, in two stages (telemetry.h explains why). An uplink batch is first stored as
   // received ("staged": one row per batch, its bytes as the node sent them), in the same
@@ -107,10 +130,16 @@ class Store {
     int64_t max_ts = 0;
     int codec = 0;     // v1::Codec of data
     std::string data;  // the batch's ReadingBatch, compressed with codec, already validated
+    // An alert batch (v1::BATCH_ALERTS) carries its decoded, validated alerts instead of data;
+    // count is their number.
+    bool is_alerts = false;
+    std::vector<AlertRecord> alerts{};
   };
-  // Stages every batch whose (node, seq) was not stored before, all in one transaction, and
-  // forgets pairs below each batch's low_seq. result[i] is true when batch i was stored now,
-  // false when it was already stored (or is below the node's low_seq, so acknowledged before).
+  // Stores every batch whose (node, seq) was not stored before, all in one transaction, and
+  // forgets pairs below each batch's low_seq: readings are staged, alerts become rows of alerts
+  // (readings and alerts share the node's sequence, so one record of stored pairs deduplicates
+  // both). result[i] is true when batch i was stored now, false when it was already stored (or
+  // is below the node's low_seq, so acknowledged before).
   virtual Result<std::vector<bool>> StoreUplink(std::span<const UplinkRecord* const> batches) = 0;
 
   struct StagedBatch {
@@ -169,6 +198,11 @@ class Store {
   // Deletes whole chunks that start before `start_before_ns`, and staged batches whose readings
   // are all older; returns how many rows went.
   virtual Result<int64_t> PruneTelemetry(int64_t start_before_ns) = 0;
+
+  // Alerts matching the query, newest (ts_ms, then id) first.
+  virtual Result<std::vector<AlertRecord>> ListAlerts(const AlertQuery& query) = 0;
+  // Deletes alerts emitted before `older_than_ms`; returns how many went.
+  virtual Result<int64_t> PruneAlerts(int64_t older_than_ms) = 0;
 };
 
 }  // namespace verge::cloud

@@ -121,6 +121,56 @@ CREATE TABLE uplink_progress (
   low_seq INTEGER NOT NULL           -- every seq below is acknowledged or dropped by the node
 );
 )sql"},
+    {3, R"sql(
+CREATE TABLE rules (
+  name TEXT PRIMARY KEY,
+  node_selector TEXT NOT NULL,       -- JSON object of labels
+  sql TEXT NOT NULL,
+  streams TEXT NOT NULL,             -- JSON array of CREATE STREAM statements
+  actions TEXT NOT NULL,             -- spec.actions, compact JSON
+  options TEXT NOT NULL,             -- spec.options, compact JSON; '' for none
+  stopped INTEGER NOT NULL,
+  restart_generation INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL
+);
+-- The latest status each node reported for each rule it has (its own local rules too).
+CREATE TABLE rule_status (
+  rule TEXT NOT NULL,
+  node TEXT NOT NULL,
+  status TEXT NOT NULL,
+  records_in INTEGER NOT NULL,
+  records_out INTEGER NOT NULL,
+  exceptions INTEGER NOT NULL,
+  last_error TEXT NOT NULL,
+  latency_p50_us INTEGER NOT NULL,
+  latency_p99_us INTEGER NOT NULL,
+  dropped INTEGER NOT NULL,
+  origin TEXT NOT NULL,
+  reported_ms INTEGER NOT NULL,
+  PRIMARY KEY (rule, node)
+) WITHOUT ROWID;
+CREATE INDEX rule_status_by_node ON rule_status(node);
+-- Alerts from nodes' uplink batches. Stored exactly once through uplink_received, in the same
+-- transaction, like readings: alert and reading batches share each node's sequence. (A UNIQUE
+-- (node, batch_seq, idx) would wrongly drop the alerts of a node that numbers its batches
+-- afresh after losing its buffer; uplink_received is reset for it then.)
+CREATE TABLE alerts (
+  id INTEGER PRIMARY KEY,
+  node TEXT NOT NULL,
+  batch_seq INTEGER NOT NULL,
+  idx INTEGER NOT NULL,              -- place in the batch
+  rule TEXT NOT NULL,
+  ts_ms INTEGER NOT NULL,            -- node clock
+  severity TEXT NOT NULL,
+  message TEXT NOT NULL,
+  data TEXT NOT NULL,                -- the output row, a JSON object
+  received_ms INTEGER NOT NULL       -- cloud clock
+);
+CREATE INDEX alerts_by_ts ON alerts(ts_ms);
+CREATE INDEX alerts_by_rule ON alerts(rule, ts_ms);
+CREATE INDEX alerts_by_node ON alerts(node, ts_ms);
+)sql"},
 };
 
 json ResourcesJson(const Resources& r) {
@@ -235,6 +285,49 @@ Result<std::optional<std::string>> DeviceNode(sql::Db& db, const std::string& na
   VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return std::optional<std::string>();
   return std::optional<std::string>(st.Text(0));
+}
+
+constexpr const char* kRuleColumns =
+    "name, node_selector, sql, streams, actions, options, stopped, restart_generation, "
+    "created_ms, updated_ms";
+
+Rule ReadRule(const sql::Stmt& s) {
+  Rule r;
+  r.name = s.Text(0);
+  r.node_selector = JsonOr<Labels>(s.Text(1), {});
+  r.sql = s.Text(2);
+  r.streams = JsonOr<std::vector<std::string>>(s.Text(3), {});
+  r.actions_json = s.Text(4);
+  r.options_json = s.Text(5);
+  r.stopped = s.Int(6) != 0;
+  r.restart_generation = static_cast<uint64_t>(s.Int(7));
+  r.created_ms = s.Int(8);
+  r.updated_ms = s.Int(9);
+  return r;
+}
+
+// Every rule, by name. REQUIRES: mu_ held.
+Result<std::vector<Rule>> ReadRules(sql::Db& db) {
+  VERGE_ASSIGN_OR_RETURN(
+      auto st, db.Prepare(fmt::format("SELECT {} FROM rules ORDER BY name", kRuleColumns)));
+  std::vector<Rule> out;
+  for (;;) {
+    VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(ReadRule(st));
+  }
+  return out;
+}
+
+// Bumps each node's version. REQUIRES: inside a transaction on db.
+Result<std::vector<Store::VersionBump>> BumpVersions(sql::Db& db,
+                                                     std::span<const std::string> nodes) {
+  std::vector<Store::VersionBump> bumps;
+  for (const auto& n : nodes) {
+    VERGE_ASSIGN_OR_RETURN(uint64_t v, BumpVersion(db, n));
+    bumps.push_back({n, v});
+  }
+  return bumps;
 }
 
 BootstrapToken ReadToken(const sql::Stmt& s) {
@@ -361,6 +454,7 @@ Status SqliteStore::DecommissionNode(const std::string& name, const RevokedCert&
   // state afresh; its devices and desired-state version stay (see node_state).
   for (const char* q :
        {"DELETE FROM uplink_received WHERE node=?", "DELETE FROM uplink_progress WHERE node=?",
+        "DELETE FROM rule_status WHERE node=?",
         "UPDATE node_state SET applied_version=0, error='', reported_ms=0 "
         "WHERE node=?"}) {
     VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare(q));
@@ -591,8 +685,8 @@ Result<std::vector<Device>> SqliteStore::ListDevices(const std::string& node) {
   return ListDevicesLocked(node);
 }
 
-Result<DesiredState> SqliteStore::GetDesiredState(const std::string& node) {
-  // Every write of devices and versions takes mu_ too, so the two reads below see one state.
+Result<DesiredState> SqliteStore::GetDesiredState(const std::string& node, const Labels& labels) {
+  // Every write of devices, rules and versions takes mu_ too, so the reads below see one state.
   std::lock_guard lock(mu_);
   DesiredState ds;
   VERGE_ASSIGN_OR_RETURN(auto st,
@@ -601,6 +695,10 @@ Result<DesiredState> SqliteStore::GetDesiredState(const std::string& node) {
   VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
   if (row) ds.version = static_cast<uint64_t>(st.Int(0));
   VERGE_ASSIGN_OR_RETURN(ds.devices, ListDevicesLocked(node));
+  VERGE_ASSIGN_OR_RETURN(auto rules, ReadRules(db_));
+  for (auto& r : rules) {
+    if (r.Matches(labels)) ds.rules.push_back(std::move(r));
+  }
   return ds;
 }
 
@@ -628,6 +726,12 @@ Status SqliteStore::UpdateStateReports(std::span<const StateReport> reports) {
                            "VALUES (?,?,?,?) ON CONFLICT (node) DO UPDATE SET "
                            "applied_version=excluded.applied_version, error=excluded.error, "
                            "reported_ms=excluded.reported_ms"));
+  VERGE_ASSIGN_OR_RETURN(auto clear, db_.Prepare("DELETE FROM rule_status WHERE node=?"));
+  VERGE_ASSIGN_OR_RETURN(
+      auto put,
+      db_.Prepare("INSERT OR REPLACE INTO rule_status (rule, node, status, records_in, "
+                  "records_out, exceptions, last_error, latency_p50_us, latency_p99_us, dropped, "
+                  "origin, reported_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"));
   for (const auto& r : reports) {
     st.Bind(1, r.node)
         .Bind(2, static_cast<int64_t>(r.applied_version))
@@ -635,8 +739,124 @@ Status SqliteStore::UpdateStateReports(std::span<const StateReport> reports) {
         .Bind(4, r.reported_ms);
     VERGE_RETURN_IF_ERROR(st.Run());
     st.Reset();
+    if (!r.has_rules) continue;
+    VERGE_RETURN_IF_ERROR(clear.Bind(1, r.node).Run());
+    clear.Reset();
+    for (const auto& rs : r.rules) {
+      put.Bind(1, rs.rule)
+          .Bind(2, r.node)
+          .Bind(3, rs.status)
+          .Bind(4, static_cast<int64_t>(rs.records_in))
+          .Bind(5, static_cast<int64_t>(rs.records_out))
+          .Bind(6, static_cast<int64_t>(rs.exceptions))
+          .Bind(7, rs.last_error)
+          .Bind(8, static_cast<int64_t>(rs.latency_p50_us))
+          .Bind(9, static_cast<int64_t>(rs.latency_p99_us))
+          .Bind(10, static_cast<int64_t>(rs.dropped))
+          .Bind(11, rs.origin)
+          .Bind(12, r.reported_ms);
+      VERGE_RETURN_IF_ERROR(put.Run());
+      put.Reset();
+    }
   }
   return txn.Commit();
+}
+
+Result<std::vector<RuleStatusRecord>> SqliteStore::ListRuleStatuses(const std::string& rule) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(
+      auto st, db_.Prepare("SELECT rule, node, status, records_in, records_out, exceptions, "
+                           "last_error, latency_p50_us, latency_p99_us, dropped, origin, "
+                           "reported_ms FROM rule_status WHERE rule=? ORDER BY node"));
+  st.Bind(1, rule);
+  std::vector<RuleStatusRecord> out;
+  for (;;) {
+    VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    RuleStatusRecord r;
+    r.rule = st.Text(0);
+    r.node = st.Text(1);
+    r.status = st.Text(2);
+    r.records_in = static_cast<uint64_t>(st.Int(3));
+    r.records_out = static_cast<uint64_t>(st.Int(4));
+    r.exceptions = static_cast<uint64_t>(st.Int(5));
+    r.last_error = st.Text(6);
+    r.latency_p50_us = static_cast<uint64_t>(st.Int(7));
+    r.latency_p99_us = static_cast<uint64_t>(st.Int(8));
+    r.dropped = static_cast<uint64_t>(st.Int(9));
+    r.origin = st.Text(10);
+    r.reported_ms = st.Int(11);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Result<std::vector<Store::VersionBump>> SqliteStore::PutRule(const Rule& r,
+                                                             std::span<const std::string> nodes) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto txn, sql::Txn::Begin(db_));
+  VERGE_ASSIGN_OR_RETURN(
+      auto st, db_.Prepare(fmt::format(
+                   "INSERT INTO rules ({}) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                   "ON CONFLICT (name) DO UPDATE SET node_selector=excluded.node_selector, "
+                   "sql=excluded.sql, streams=excluded.streams, actions=excluded.actions, "
+                   "options=excluded.options, stopped=excluded.stopped, "
+                   "restart_generation=excluded.restart_generation, "
+                   "updated_ms=excluded.updated_ms",
+                   kRuleColumns)));
+  st.Bind(1, r.name)
+      .Bind(2, json(r.node_selector).dump())
+      .Bind(3, r.sql)
+      .Bind(4, json(r.streams).dump())
+      .Bind(5, r.actions_json)
+      .Bind(6, r.options_json)
+      .Bind(7, static_cast<int64_t>(r.stopped))
+      .Bind(8, static_cast<int64_t>(r.restart_generation))
+      .Bind(9, r.created_ms)
+      .Bind(10, r.updated_ms);
+  VERGE_RETURN_IF_ERROR(st.Run());
+  VERGE_ASSIGN_OR_RETURN(auto bumps, BumpVersions(db_, nodes));
+  VERGE_RETURN_IF_ERROR(txn.Commit());
+  return bumps;
+}
+
+Result<std::vector<Store::VersionBump>> SqliteStore::DeleteRule(
+    const std::string& name, std::span<const std::string> nodes) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto txn, sql::Txn::Begin(db_));
+  VERGE_ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM rules WHERE name=?"));
+  VERGE_RETURN_IF_ERROR(del.Bind(1, name).Run());
+  if (db_.Changes() == 0) return Error(Code::kNotFound, "rule \"{}\" not found", name);
+  VERGE_ASSIGN_OR_RETURN(auto statuses, db_.Prepare("DELETE FROM rule_status WHERE rule=?"));
+  VERGE_RETURN_IF_ERROR(statuses.Bind(1, name).Run());
+  VERGE_ASSIGN_OR_RETURN(auto bumps, BumpVersions(db_, nodes));
+  VERGE_RETURN_IF_ERROR(txn.Commit());
+  return bumps;
+}
+
+Result<std::optional<Rule>> SqliteStore::GetRule(const std::string& name) {
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(
+      auto st, db_.Prepare(fmt::format("SELECT {} FROM rules WHERE name=?", kRuleColumns)));
+  st.Bind(1, name);
+  VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<Rule>();
+  return std::optional<Rule>(ReadRule(st));
+}
+
+Result<std::vector<Rule>> SqliteStore::ListRules() {
+  std::lock_guard lock(mu_);
+  return ReadRules(db_);
+}
+
+Result<std::vector<Store::VersionBump>> SqliteStore::BumpDesiredVersions(
+    std::span<const std::string> nodes) {
+  if (nodes.empty()) return std::vector<VersionBump>();
+  std::lock_guard lock(mu_);
+  VERGE_ASSIGN_OR_RETURN(auto txn, sql::Txn::Begin(db_));
+  VERGE_ASSIGN_OR_RETURN(auto bumps, BumpVersions(db_, nodes));
+  VERGE_RETURN_IF_ERROR(txn.Commit());
+  return bumps;
 }
 
 }  // namespace verge::cloud

@@ -2,10 +2,11 @@
 // versioned migrations (schema in docs/operations.md).
 //
 // Thread-safety: thread-safe. Three connections to the one file, each behind its own mutex:
-// the control plane's (nodes, devices, events, tokens; short transactions; heartbeats are
-// batched), the telemetry writer's (StoreUplink's group commits and retention), and a reader
-// for telemetry queries, so that a long query or a large group commit never holds the mutex
-// an API call or a node's Hello waits for. WAL lets the reader run beside either writer;
+// the control plane's (nodes, devices, rules, rule statuses, events, tokens; short
+// transactions; heartbeats are batched), the telemetry writer's (StoreUplink's group commits
+// of readings and alerts, and retention), and a reader for telemetry and alert queries, so
+// that a long query or a large group commit never holds the mutex an API call or a node's
+// Hello waits for. WAL lets the reader run beside either writer;
 // SQLite serialises the two writers, so a control-plane write waits at most one telemetry
 // transaction (busy timeout 5 s). An in-memory database (":memory:", tests) cannot be shared
 // between connections, so there all three are the one connection behind one mutex.
@@ -47,9 +48,17 @@ class SqliteStore final : public Store {
   Result<std::vector<VersionBump>> DeleteDevice(const std::string& name) override;
   Result<std::optional<Device>> GetDevice(const std::string& name) override;
   Result<std::vector<Device>> ListDevices(const std::string& node) override;
-  Result<DesiredState> GetDesiredState(const std::string& node) override;
+  Result<DesiredState> GetDesiredState(const std::string& node, const Labels& labels) override;
   Result<uint64_t> RaiseDesiredVersion(const std::string& node, uint64_t above) override;
+  Result<std::vector<VersionBump>> PutRule(const Rule& rule,
+                                           std::span<const std::string> nodes) override;
+  Result<std::vector<VersionBump>> DeleteRule(const std::string& name,
+                                              std::span<const std::string> nodes) override;
+  Result<std::optional<Rule>> GetRule(const std::string& name) override;
+  Result<std::vector<Rule>> ListRules() override;
+  Result<std::vector<VersionBump>> BumpDesiredVersions(std::span<const std::string> nodes) override;
   Status UpdateStateReports(std::span<const StateReport> reports) override;
+  Result<std::vector<RuleStatusRecord>> ListRuleStatuses(const std::string& rule) override;
 
   Result<std::vector<bool>> StoreUplink(std::span<const UplinkRecord* const> batches) override;
   Result<std::vector<StagedBatch>> ListStaged(size_t max_batches, uint64_t max_readings,
@@ -65,6 +74,8 @@ class SqliteStore final : public Store {
   Status ScanChunks(int64_t series_id, const std::string& node, int64_t start_from,
                     int64_t start_to, const std::function<bool(const StoredChunk&)>& fn) override;
   Result<int64_t> PruneTelemetry(int64_t start_before_ns) override;
+  Result<std::vector<AlertRecord>> ListAlerts(const AlertQuery& query) override;
+  Result<int64_t> PruneAlerts(int64_t older_than_ms) override;
 
   // The migrations, exposed for tests of the upgrade path.
   static std::span<const sql::Migration> Migrations();

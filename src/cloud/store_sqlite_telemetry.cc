@@ -98,6 +98,10 @@ Result<std::vector<bool>> SqliteStore::StoreUplinkLocked(
       BlobStmt::Prepare(db,
                         "INSERT INTO telemetry_staged (node, seq, count, min_ts, max_ts, codec, "
                         "data) VALUES (?,?,?,?,?,?,?)"));
+  VERGE_ASSIGN_OR_RETURN(
+      auto alert_ins,
+      db.Prepare("INSERT INTO alerts (node, batch_seq, idx, rule, ts_ms, severity, message, data, "
+                 "received_ms) VALUES (?,?,?,?,?,?,?,?,?)"));
 
   std::vector<bool> stored;
   stored.reserve(batches.size());
@@ -119,15 +123,31 @@ Result<std::vector<bool>> SqliteStore::StoreUplinkLocked(
       stored.push_back(false);
       continue;
     }
-    staged_ins.BindText(1, b->node)
-        .Bind(2, seq)
-        .Bind(3, static_cast<int64_t>(b->count))
-        .Bind(4, b->min_ts)
-        .Bind(5, b->max_ts)
-        .Bind(6, int64_t{b->codec})
-        .BindBlob(7, b->data);
-    VERGE_RETURN_IF_ERROR(staged_ins.Step().status());
-    staged_ins.Reset();
+    if (b->is_alerts) {
+      for (const AlertRecord& a : b->alerts) {
+        alert_ins.Bind(1, b->node)
+            .Bind(2, seq)
+            .Bind(3, int64_t{a.index})
+            .Bind(4, a.rule)
+            .Bind(5, a.ts_ms)
+            .Bind(6, a.severity)
+            .Bind(7, a.message)
+            .Bind(8, a.data_json)
+            .Bind(9, a.received_ms);
+        VERGE_RETURN_IF_ERROR(alert_ins.Run());
+        alert_ins.Reset();
+      }
+    } else {
+      staged_ins.BindText(1, b->node)
+          .Bind(2, seq)
+          .Bind(3, static_cast<int64_t>(b->count))
+          .Bind(4, b->min_ts)
+          .Bind(5, b->max_ts)
+          .Bind(6, int64_t{b->codec})
+          .BindBlob(7, b->data);
+      VERGE_RETURN_IF_ERROR(staged_ins.Step().status());
+      staged_ins.Reset();
+    }
     VERGE_RETURN_IF_ERROR(progress_put.Bind(1, b->node).Bind(2, seq).Bind(3, low).Run());
     progress_put.Reset();
     if (low > known_low) {
@@ -366,6 +386,55 @@ Result<int64_t> SqliteStore::PruneTelemetry(int64_t start_before_ns) {
     removed += db.Changes();
   }
   return removed;
+}
+
+Result<std::vector<AlertRecord>> SqliteStore::ListAlerts(const AlertQuery& q) {
+  std::string where;
+  auto add = [&](const char* cond) {
+    where += where.empty() ? " WHERE " : " AND ";
+    where += cond;
+  };
+  if (!q.rule.empty()) add("rule = ?1");
+  if (!q.node.empty()) add("node = ?2");
+  if (!q.severity.empty()) add("severity = ?3");
+  if (q.since_ms > 0) add("ts_ms >= ?4");
+  std::lock_guard lock(ReaderMu());
+  VERGE_ASSIGN_OR_RETURN(
+      auto st, ReaderDb().Prepare(fmt::format(
+                   "SELECT id, node, batch_seq, idx, rule, ts_ms, severity, message, data, "
+                   "received_ms FROM alerts{} ORDER BY ts_ms DESC, id DESC LIMIT ?5",
+                   where)));
+  if (!q.rule.empty()) st.Bind(1, q.rule);
+  if (!q.node.empty()) st.Bind(2, q.node);
+  if (!q.severity.empty()) st.Bind(3, q.severity);
+  if (q.since_ms > 0) st.Bind(4, q.since_ms);
+  st.Bind(5, int64_t{std::max(q.limit, 0)});
+  std::vector<AlertRecord> out;
+  for (;;) {
+    VERGE_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    AlertRecord a;
+    a.id = st.Int(0);
+    a.node = st.Text(1);
+    a.batch_seq = static_cast<uint64_t>(st.Int(2));
+    a.index = static_cast<uint32_t>(st.Int(3));
+    a.rule = st.Text(4);
+    a.ts_ms = st.Int(5);
+    a.severity = st.Text(6);
+    a.message = st.Text(7);
+    a.data_json = st.Text(8);
+    a.received_ms = st.Int(9);
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+Result<int64_t> SqliteStore::PruneAlerts(int64_t older_than_ms) {
+  std::lock_guard lock(WriterMu());
+  sql::Db& db = WriterDb();
+  VERGE_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM alerts WHERE ts_ms < ?"));
+  VERGE_RETURN_IF_ERROR(st.Bind(1, older_than_ms).Run());
+  return db.Changes();
 }
 
 }  // namespace verge::cloud

@@ -41,7 +41,11 @@ void TelemetryWriter::Stop() {
 }
 
 size_t TelemetryWriter::JobBytes(const Job& job) {
-  return 128 + job.record.node.size() + job.record.data.size();
+  size_t bytes = 128 + job.record.node.size() + job.record.data.size();
+  for (const auto& a : job.record.alerts) {
+    bytes += 64 + a.rule.size() + a.severity.size() + a.message.size() + a.data_json.size();
+  }
+  return bytes;
 }
 
 bool TelemetryWriter::Submit(Job job) {
@@ -98,8 +102,12 @@ size_t TelemetryWriter::CommitPending() {
     bytes += JobBytes(j);
     if ((*stored)[i]) {
       ++counters_.batches_stored;
-      counters_.readings_stored += j.record.count;
-      staged += j.record.count;
+      if (j.record.is_alerts) {
+        counters_.alerts_stored += j.record.count;
+      } else {
+        counters_.readings_stored += j.record.count;
+        staged += j.record.count;
+      }
     } else {
       ++counters_.batches_duplicate;
     }

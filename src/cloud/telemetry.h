@@ -1,6 +1,6 @@
 // TelemetryWriter: the two threads that write telemetry to the store. One commits uplink
-// batches and then, only then, acknowledges them to their nodes; the other compacts what was
-// committed into chunks.
+// batches (readings and alerts) and then, only then, acknowledges them to their nodes; the
+// other compacts the readings committed into chunks.
 //
 // Two stages, because the cost of a chunk row is per series: a batch of 10,000 readings from
 // 10,000 devices would be 10,000 rows if every batch became chunks at once, and the uplink
@@ -20,6 +20,14 @@
 //      staged batches and chunks, so nothing is invisible in between, and a crash between the
 //      two stages loses nothing. Commits and compactions share the store's writer connection,
 //      so a commit waits at most for one compaction's inserts, not for its decoding.
+//
+// Alerts. An uplink batch of alerts (BATCH_ALERTS) takes the same queue and the same group
+// commit, as rows of the alerts table instead of a staged batch, and is never compacted. Alert
+// and reading batches share each node's uplink sequence, so storing them in the transaction
+// that records (node, seq) as stored keeps them exactly-once with one mechanism (resends,
+// low_seq, a node that numbers afresh), and they get the ack after the commit and the bounded
+// queue as readings do. A queue of their own would mean a second writer thread and a second
+// dedup record that must agree with this one; an alert waits at most one group commit here.
 //
 // Back-pressure. Acks wait for the commit, so a node whose window of unacknowledged batches is
 // full stops sending until the store catches up. The queue is bounded in bytes
@@ -63,6 +71,7 @@ struct TelemetryCounters {
   std::atomic<uint64_t> batches_stored{0};
   std::atomic<uint64_t> batches_duplicate{0};
   std::atomic<uint64_t> readings_stored{0};
+  std::atomic<uint64_t> alerts_stored{0};
   std::atomic<uint64_t> commits{0};
   std::atomic<uint64_t> commit_errors{0};
   std::atomic<uint64_t> refused_queue_full{0};

@@ -6,10 +6,13 @@
 #include <charconv>
 #include <chrono>
 #include <functional>
+#include <iostream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <ostream>
 #include <set>
+#include <tuple>
 
 #include "common/clock.h"
 #include "common/duration.h"
@@ -64,6 +67,7 @@ struct Context {
   int64_t now_ms = 0;
   std::ostream& out;
   std::ostream& err;
+  std::istream& in;
 };
 
 struct Command {
@@ -114,7 +118,7 @@ class Cli {
   Cli() : app_("vergectl: operate a Verge edge cloud", "vergectl") { Define(); }
 
   int Main(int argc, const char* const* argv, const EnvLookup& env, std::ostream& out,
-           std::ostream& err) {
+           std::ostream& err, std::istream& in) {
     try {
       app_.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -126,7 +130,7 @@ class Cli {
     if (!command_.run) return Fail(err, Status(Code::kInternal, "no command selected"));
     auto format = ParseOutputFormat(output_);
     if (!format.ok()) return Fail(err, format.status());
-    Context ctx{nullptr, *format, SystemClock().WallMs(), out, err};
+    Context ctx{nullptr, *format, SystemClock().WallMs(), out, err, in};
     std::optional<ApiClient> api;
     if (command_.needs_api) {
       auto cfg = LoadClientConfig(flags_, env);
@@ -160,6 +164,9 @@ class Cli {
     DefineToken();
     DefineDevices();
     DefineData();
+    DefineApply();
+    DefineRules();
+    DefineAlerts();
     // Subcommand help does not list the inherited options; say that they exist.
     for (CLI::App* group : app_.get_subcommands([](CLI::App*) { return true; })) {
       for (CLI::App* sub : group->get_subcommands([](CLI::App*) { return true; })) {
@@ -429,6 +436,196 @@ class Cli {
     });
   }
 
+  void DefineApply() {
+    CLI::App* apply = app_.add_subcommand(
+        "apply", "Create or replace what YAML or JSON documents declare (kind: Rule)");
+    apply
+        ->add_option("-f,--filename", files_,
+                     "File of one or more documents separated by --- (- reads stdin); may be "
+                     "given more than once")
+        ->required();
+    apply->callback(
+        [this] { Select(true, [this](Context& ctx) -> Status { return Apply(ctx); }); });
+  }
+
+  // Reads every file first, so that a file that does not parse applies nothing; then applies
+  // each document, going on after one that fails, as kubectl does.
+  Status Apply(Context& ctx) {
+    struct Doc {
+      std::string where;  // "rules.yaml document 2"
+      Json body;
+    };
+    std::vector<Doc> docs;
+    for (const std::string& file : files_) {
+      std::string text;
+      if (file == "-") {
+        text.assign(std::istreambuf_iterator<char>(ctx.in), std::istreambuf_iterator<char>());
+      } else {
+        VERGE_ASSIGN_OR_RETURN(text, ReadFile(file));
+      }
+      VERGE_ASSIGN_OR_RETURN(auto parsed, ParseDocuments(text, file == "-" ? "stdin" : file));
+      for (size_t i = 0; i < parsed.size(); ++i) {
+        docs.push_back({fmt::format("{} document {}", file == "-" ? "stdin" : file, i + 1),
+                        std::move(parsed[i])});
+      }
+    }
+    if (docs.empty()) return Error(Code::kInvalidArgument, "no documents to apply");
+    Json applied = Json::array();
+    std::string lines;
+    size_t failed = 0;
+    for (const Doc& d : docs) {
+      auto result = ApplyOne(ctx, d.where, d.body);
+      if (!result.ok()) {
+        ++failed;
+        ctx.err << "vergectl: " << result.status().message() << "\n";
+        continue;
+      }
+      std::string name;
+      if (auto meta = result->find("metadata"); meta != result->end() && meta->is_object())
+        name = meta->value("name", "");
+      lines += fmt::format("rule/{} {}\n", name, result->value("result", "applied"));
+      applied.push_back(std::move(*result));
+    }
+    Print(ctx, applied, [&](const Json&) { return lines; });
+    if (failed > 0) {
+      return Error(Code::kInvalidArgument, "{} of {} documents not applied", failed, docs.size());
+    }
+    return Status::Ok();
+  }
+
+  static Result<Json> ApplyOne(Context& ctx, const std::string& where, const Json& doc) {
+    auto field = [&](const Json& obj, const char* key) -> std::string {
+      auto it = obj.find(key);
+      return it != obj.end() && it->is_string() ? it->get<std::string>() : "";
+    };
+    std::string kind = field(doc, "kind");
+    std::string name;
+    if (auto meta = doc.find("metadata"); meta != doc.end() && meta->is_object()) {
+      name = field(*meta, "name");
+    }
+    std::string what = name.empty() ? where : fmt::format("{} \"{}\"", where, name);
+    if (kind.empty()) {
+      return Error(Code::kInvalidArgument, "{}: has no kind (kind: Rule)", what);
+    }
+    if (kind == "Device") {
+      return Error(Code::kInvalidArgument,
+                   "{}: kind Device cannot be applied yet; declare devices with vergectl devices "
+                   "add NAME -f FILE",
+                   what);
+    }
+    if (kind != "Rule") {
+      return Error(Code::kInvalidArgument,
+                   "{}: kind \"{}\" is not supported (apply takes kind Rule)", what, kind);
+    }
+    if (name.empty()) return Error(Code::kInvalidArgument, "{}: metadata.name is required", what);
+    auto j = ctx.api->Call("PUT", "/api/v1/rules/" + PathPart(name), doc);
+    // The server names the rule in its errors; say which document it was.
+    if (!j.ok()) return j.status().Wrap(where);
+    return j;
+  }
+
+  void DefineRules() {
+    CLI::App* rules = app_.add_subcommand(
+        "rules", "List, inspect, stop, start, restart and delete streaming SQL rules");
+    rules->alias("rule");
+    rules->require_subcommand(1);
+
+    CLI::App* list = rules->add_subcommand("list", "List rules");
+    list->alias("ls");
+    list->callback([this] {
+      Select(true, [](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("GET", "/api/v1/rules"));
+        Print(
+            ctx, j, [&](const Json& d) { return RulesTable(d, ctx.now_ms); }, "rules");
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* get = rules->add_subcommand("get", "Show one rule (-o yaml: the whole document)");
+    get->add_option("NAME", name_, "Rule name")->required();
+    get->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("GET", "/api/v1/rules/" + PathPart(name_)));
+        Print(ctx, j, [&](const Json& d) { return RulesTable(d, ctx.now_ms); });
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* del = rules->add_subcommand("delete", "Delete a rule from every node");
+    del->alias("rm");
+    del->add_option("NAME", name_, "Rule name")->required();
+    del->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("DELETE", "/api/v1/rules/" + PathPart(name_)));
+        Print(ctx, j, [&](const Json&) { return fmt::format("rule \"{}\" deleted\n", name_); });
+        return Status::Ok();
+      });
+    });
+
+    for (auto [verb, done, help] :
+         {std::tuple{"stop", "stopped", "Stop a rule on every node (the nodes keep it)"},
+          {"start", "started", "Start a stopped rule again"},
+          {"restart", "restarted",
+           "Restart a rule from empty state on every node (and start it if stopped)"}}) {
+      CLI::App* cmd = rules->add_subcommand(verb, help);
+      cmd->add_option("NAME", name_, "Rule name")->required();
+      cmd->callback([this, verb = std::string(verb), done = std::string(done)] {
+        Select(true, [this, verb, done](Context& ctx) -> Status {
+          VERGE_ASSIGN_OR_RETURN(
+              Json j, ctx.api->Call("POST", "/api/v1/rules/" + PathPart(name_) + "/" + verb));
+          Print(ctx, j, [&](const Json&) { return fmt::format("rule \"{}\" {}\n", name_, done); });
+          return Status::Ok();
+        });
+      });
+    }
+
+    CLI::App* status = rules->add_subcommand(
+        "status", "How a rule runs on each node it is on (pending: not reported yet)");
+    status->add_option("NAME", name_, "Rule name")->required();
+    status->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(
+            Json j, ctx.api->Call("GET", "/api/v1/rules/" + PathPart(name_) + "/status"));
+        Print(ctx, j, RuleStatusTable, "nodes for this rule");
+        return Status::Ok();
+      });
+    });
+  }
+
+  void DefineAlerts() {
+    CLI::App* alerts = app_.add_subcommand("alerts", "Show alerts raised by rules");
+    alerts->alias("alert");
+    alerts->require_subcommand(1);
+    CLI::App* list = alerts->add_subcommand("list", "List alerts, newest first");
+    list->alias("ls");
+    list->add_option("--rule", rule_, "Only alerts of this rule");
+    list->add_option("--node", node_, "Only alerts from this node");
+    list->add_option("--severity", severity_, "Only alerts of this severity")
+        ->check(CLI::IsMember({"info", "warning", "critical"}));
+    list->add_option("--since", since_,
+                     "Only alerts since then: how long ago (1h), RFC 3339, or epoch ms");
+    list->add_option("--limit", limit_, "Most alerts to show (server default: 100)")
+        ->check(CLI::Range(1, 10000));
+    list->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        std::string query;
+        for (auto [key, value] : {std::pair{"rule", &rule_},
+                                  {"node", &node_},
+                                  {"severity", &severity_},
+                                  {"since", &since_}}) {
+          if (!value->empty()) {
+            query +=
+                fmt::format("{}{}={}", query.empty() ? "?" : "&", key, http::UrlEncode(*value));
+          }
+        }
+        if (limit_) query += fmt::format("{}limit={}", query.empty() ? "?" : "&", *limit_);
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("GET", "/api/v1/alerts" + query));
+        Print(ctx, j, AlertsTable, "alerts");
+        return Status::Ok();
+      });
+    });
+  }
+
   void Select(bool needs_api, std::function<Status(Context&)> run) {
     command_ = Command{needs_api, std::move(run)};
   }
@@ -453,6 +650,10 @@ class Cli {
   std::string step_;
   std::string agg_;
   std::string after_;
+  std::vector<std::string> files_;
+  std::string rule_;
+  std::string severity_;
+  std::string since_;
   Command command_;
 };
 
@@ -543,26 +744,58 @@ Json YamlToJson(const YAML::Node& n) {
   }
 }
 
+// JSON (text that starts with { or [) or YAML, every YAML document of it, as JSON values.
+Result<std::vector<Json>> LoadDocuments(std::string_view text, std::string_view name) {
+  size_t first = text.find_first_not_of(" \t\r\n");
+  std::vector<Json> docs;
+  if (first != std::string_view::npos && (text[first] == '{' || text[first] == '[')) {
+    Json doc = Json::parse(text, nullptr, false);
+    if (doc.is_discarded()) return Error(Code::kInvalidArgument, "{}: not valid JSON", name);
+    docs.push_back(std::move(doc));
+    return docs;
+  }
+  try {
+    for (const YAML::Node& n : YAML::LoadAll(std::string(text))) docs.push_back(YamlToJson(n));
+  } catch (const YAML::Exception& e) {
+    return Error(Code::kInvalidArgument, "{}: line {}, column {}: {}", name, e.mark.line + 1,
+                 e.mark.column + 1, e.msg);
+  }
+  return docs;
+}
+
 }  // namespace
 
 Result<Json> ParseDocument(std::string_view text, std::string_view name) {
-  size_t first = text.find_first_not_of(" \t\r\n");
-  Json doc;
-  if (first != std::string_view::npos && text[first] == '{') {
-    doc = Json::parse(text, nullptr, false);
-    if (doc.is_discarded()) return Error(Code::kInvalidArgument, "{}: not valid JSON", name);
-  } else {
-    try {
-      doc = YamlToJson(YAML::Load(std::string(text)));
-    } catch (const YAML::Exception& e) {
-      return Error(Code::kInvalidArgument, "{}: line {}, column {}: {}", name, e.mark.line + 1,
-                   e.mark.column + 1, e.msg);
-    }
-  }
-  if (!doc.is_object()) {
+  VERGE_ASSIGN_OR_RETURN(auto docs, LoadDocuments(text, name));
+  if (docs.size() != 1 || !docs[0].is_object()) {
     return Error(Code::kInvalidArgument, "{}: must be a mapping of device fields", name);
   }
-  return doc;
+  return std::move(docs[0]);
+}
+
+Result<std::vector<Json>> ParseDocuments(std::string_view text, std::string_view name) {
+  VERGE_ASSIGN_OR_RETURN(auto loaded, LoadDocuments(text, name));
+  std::vector<Json> docs;
+  size_t n = 0;
+  for (auto& doc : loaded) {
+    ++n;
+    if (doc.is_null()) continue;  // an empty document: "---" at the end, only comments
+    std::vector<Json> items;
+    if (doc.is_array()) {
+      for (auto& item : doc) items.push_back(std::move(item));
+    } else {
+      items.push_back(std::move(doc));
+    }
+    for (auto& item : items) {
+      if (!item.is_object()) {
+        return Error(Code::kInvalidArgument,
+                     "{}: document {} must be a mapping (apiVersion, kind, metadata, spec)", name,
+                     n);
+      }
+      docs.push_back(std::move(item));
+    }
+  }
+  return docs;
 }
 
 Result<Json> DeviceBody(const std::string& name, const std::string& node, const Json& labels,
@@ -583,8 +816,13 @@ Result<Json> DeviceBody(const std::string& name, const std::string& node, const 
 
 int Run(int argc, const char* const* argv, const EnvLookup& env, std::ostream& out,
         std::ostream& err) {
+  return Run(argc, argv, env, out, err, std::cin);
+}
+
+int Run(int argc, const char* const* argv, const EnvLookup& env, std::ostream& out,
+        std::ostream& err, std::istream& in) {
   Cli cli;
-  return cli.Main(argc, argv, env, out, err);
+  return cli.Main(argc, argv, env, out, err, in);
 }
 
 }  // namespace verge::ctl

@@ -1,7 +1,8 @@
-// The vergectl command tree (nodes, token, devices, data, status, version) and the code that runs
-// each command against verge-cloud's REST API. Run() is the whole program, with the environment and
-// output streams passed in, so tests drive the real command line without a process. Thread-safety:
-// Run() is reentrant; each call builds its own parser and client.
+// The vergectl command tree (nodes, token, devices, data, apply, rules, alerts, status, version)
+// and the code that runs each command against verge-cloud's REST API. Run() is the whole
+// program, with the environment and streams passed in, so tests drive the real command line
+// without a process. Thread-safety: Run() is reentrant; each call builds its own parser and
+// client.
 #pragma once
 
 #include <iosfwd>
@@ -30,6 +31,12 @@ Result<Json> ParseLabelList(std::string_view csv);
 // the file's name, for messages. The top level must be a mapping.
 Result<Json> ParseDocument(std::string_view text, std::string_view name);
 
+// Reads the documents of `apply -f`: YAML, one or more documents separated by "---" (empty
+// ones are skipped), or JSON; a document that is a list stands for its items. Each must be a
+// mapping. `name` is the file's name ("-" for stdin), for messages, which say where a YAML
+// error is (line and column) and which document is wrong.
+Result<std::vector<Json>> ParseDocuments(std::string_view text, std::string_view name);
+
 // The POST /api/v1/devices body: the -f document (or {}), with NAME, --node and --labels
 // applied over it. A NAME that differs from the document's "name" is an error.
 Result<Json> DeviceBody(const std::string& name, const std::string& node, const Json& labels,
@@ -39,5 +46,8 @@ Result<Json> DeviceBody(const std::string& name, const std::string& node, const 
 // (message on `err` as "vergectl: ..."), 2 the command line is wrong.
 int Run(int argc, const char* const* argv, const EnvLookup& env, std::ostream& out,
         std::ostream& err);
+// The same, reading `-f -` from `in` (the one above reads std::cin).
+int Run(int argc, const char* const* argv, const EnvLookup& env, std::ostream& out,
+        std::ostream& err, std::istream& in);
 
 }  // namespace verge::ctl

@@ -380,4 +380,99 @@ std::string PointsTable(const Json& points) {
   return RenderTable(rows);
 }
 
+namespace {
+
+std::string LabelsText(const Json& obj, std::string_view key) {
+  std::string text;
+  if (auto it = obj.find(key); it != obj.end() && it->is_object()) {
+    for (const auto& [k, v] : it->items()) {
+      if (!text.empty()) text += ',';
+      text += k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+    }
+  }
+  return text;
+}
+
+const Json& Member(const Json& obj, std::string_view key) {
+  static const Json kNull;
+  if (!obj.is_object()) return kNull;
+  auto it = obj.find(key);
+  return it == obj.end() ? kNull : *it;
+}
+
+// At most `max` bytes, cut at a UTF-8 character boundary, with "..." when cut.
+std::string Clip(std::string s, size_t max) {
+  if (s.size() <= max) return s;
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  s.resize(n);
+  return s + "...";
+}
+
+}  // namespace
+
+std::string FormatMicros(uint64_t us) {
+  if (us == 0) return "-";
+  if (us < 1000) return fmt::format("{}us", us);
+  if (us < 1'000'000) return fmt::format("{:.3g}ms", static_cast<double>(us) / 1e3);
+  return fmt::format("{:.3g}s", static_cast<double>(us) / 1e6);
+}
+
+std::string RulesTable(const Json& rules, int64_t now_ms) {
+  auto items = Items(rules);
+  if (items.empty()) return "";
+  std::vector<std::vector<std::string>> rows = {{"NAME", "STATE", "NODES", "SELECTOR", "AGE"}};
+  for (const Json* r : items) {
+    const Json& meta = Member(*r, "metadata");
+    const Json& status = Member(*r, "status");
+    const Json& nodes = Member(status, "nodes");
+    std::string state = Member(status, "stopped") == true ? "stopped" : "running";
+    std::string age;
+    if (auto t = ParseTimeMs(Field(meta, "createdAt"))) age = FormatAge(now_ms - *t);
+    std::string selector = LabelsText(Member(*r, "spec"), "nodeSelector");
+    rows.push_back({Field(meta, "name"), state,
+                    nodes.is_array() ? std::to_string(nodes.size()) : "",
+                    selector.empty() ? "<all nodes>" : selector, OrNone(age)});
+  }
+  return RenderTable(rows);
+}
+
+std::string RuleStatusTable(const Json& statuses) {
+  auto items = Items(statuses);
+  if (items.empty()) return "";
+  std::vector<std::vector<std::string>> rows = {{"NODE", "STATUS", "IN", "OUT", "EXCEPTIONS",
+                                                 "DROPPED", "P50", "P99", "REPORTED",
+                                                 "LAST-ERROR"}};
+  for (const Json* s : items) {
+    auto micros = [&](std::string_view key) {
+      const Json& v = Member(*s, key);
+      return v.is_number_unsigned() || v.is_number_integer() ? FormatMicros(v.get<uint64_t>())
+                                                             : std::string("-");
+    };
+    std::string reported = Field(*s, "reportedAt");
+    rows.push_back({Field(*s, "node"), Field(*s, "status"), Field(*s, "recordsIn"),
+                    Field(*s, "recordsOut"), Field(*s, "exceptions"), Field(*s, "dropped"),
+                    micros("latencyP50Us"), micros("latencyP99Us"),
+                    reported.empty() ? "never" : ShortTime(reported),
+                    Clip(Field(*s, "lastError"), 120)});
+  }
+  return RenderTable(rows);
+}
+
+std::string AlertsTable(const Json& alerts) {
+  auto items = Items(alerts);
+  if (items.empty()) return "";
+  std::vector<std::vector<std::string>> rows = {
+      {"TIME", "SEVERITY", "RULE", "NODE", "MESSAGE", "DATA"}};
+  for (const Json* a : items) {
+    const Json& data = Member(*a, "data");
+    rows.push_back({ShortTime(Field(*a, "ts")), Field(*a, "severity"), Field(*a, "rule"),
+                    Field(*a, "node"), OrNone(Clip(Field(*a, "message"), 80)),
+                    data.is_null()
+                        ? ""
+                        : Clip(data.dump(-1, ' ', false, Json::error_handler_t::replace), 80)});
+  }
+  return RenderTable(rows);
+}
+
 }  // namespace verge::ctl

@@ -56,5 +56,15 @@ std::string DevicesTable(const Json& devices, int64_t now_ms);
 std::string DeviceTokenText(const Json& device, bool rotated);
 // TIME DEVICE METRIC VALUE, TIME as the API wrote it (nanosecond precision where it has it).
 std::string PointsTable(const Json& points);
+// NAME STATE NODES SELECTOR AGE (since createdAt); STATE running or stopped, NODES how many
+// nodes the rule matches.
+std::string RulesTable(const Json& rules, int64_t now_ms);
+// NODE STATUS IN OUT EXCEPTIONS DROPPED P50 P99 REPORTED LAST-ERROR, from
+// GET /api/v1/rules/NAME/status.
+std::string RuleStatusTable(const Json& statuses);
+// TIME SEVERITY RULE NODE MESSAGE DATA (the output row, cut at 80 characters).
+std::string AlertsTable(const Json& alerts);
+// A duration in microseconds as people read it: "850us", "12.5ms", "1.2s"; "-" for 0.
+std::string FormatMicros(uint64_t us);
 
 }  // namespace verge::ctl

@@ -1,9 +1,11 @@
-// REST API request bodies and targets: label patches, token requests, query strings.
+// REST API request bodies and targets: label patches, token requests, rule documents, query
+// strings.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 #include "cloud/api_json.h"
+#include "cloud/rule_spec.h"
 #include "common/http.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -11,6 +13,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)verge::cloud::ParseLabelPatch(text);
   (void)verge::cloud::ParseTokenCreate(text);
   (void)verge::cloud::ValidateNodeName(text);
+  (void)verge::cloud::ParseRuleDocument(text, "r");
   verge::http::Request req;
   req.target = std::string(text);
   verge::http::ParseTarget(req);

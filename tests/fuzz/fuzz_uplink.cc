@@ -2,13 +2,14 @@
 // parse as one, as the uncompressed ReadingBatch inside one) through the cloud's decoder and
 // validator, staged and decoded again as compaction does, then through the chunk encoder,
 // checking that the chunks hold, sorted and on the hour grid, exactly the readings that went in.
-// The same bytes also go to the chunk decoder as a stored blob.
+// The same bytes also go to the chunk decoder as a stored blob, and through the alert decoder.
 #include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
+#include "cloud/alerts.h"
 #include "cloud/telemetry_codec.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -26,6 +27,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       for (const auto& s : rb.series()) n += static_cast<uint32_t>(s.values_size());
       batch.set_count(n);
     }
+  }
+  // The same batch as alerts: decoded and validated, or refused, never a crash.
+  {
+    verge::v1::UplinkBatch alerts = batch;
+    alerts.set_content(verge::v1::BATCH_ALERTS);
+    (void)DecodeAlertBatch(alerts, "fuzz-node", 0);
   }
   // A small cap keeps each run fast; the real cap only changes where the refusal starts.
   auto decoded = DecodeUplink(batch, size_t{4} << 20);

@@ -1,7 +1,10 @@
-// Rules running on a real verge-node, created on its local API: live telemetry through a rule
+// Rules running on a real verge-node. Created on its local API: live telemetry through a rule
 // to a webhook, rules chained through a memory stream, runtime errors counted without stopping
 // anything, an open window that survives SIGKILL through its checkpoint, and an MQTT stream
-// turned into a device command on the node's broker.
+// turned into a device command on the node's broker. Applied in the cloud with vergectl: the
+// rule reaches only the nodes its selector matches, its alerts (also those raised while the
+// cloud was down) reach `vergectl alerts list` exactly once, and `vergectl rules status` shows
+// how it runs.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -9,6 +12,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include "common/fs.h"
 #include "common/http_server.h"
 #include "harness.h"
 #include "mqtt_device.h"
@@ -244,6 +248,109 @@ TEST(RulesLive, AnMqttStreamBecomesADeviceCommand) {
   json trip = n.Rule("trip");
   EXPECT_GE(trip["recordsIn"].get<int>(), 2);
   EXPECT_GE(trip["recordsOut"].get<int>(), 1) << trip;
+}
+
+// Runs vergectl against `cloud`; its output (stdout) when it exits 0, else fails.
+std::string Ctl(Cloud& cloud, const TempDir& tmp, std::vector<std::string> args) {
+  static int n = 0;
+  std::vector<std::string> argv = {BinDir() + "/vergectl", "--config",
+                                   cloud.data_dir() + "/vergectl.yaml"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Process ctl(argv, tmp / ("vergectl-" + std::to_string(++n) + ".out"));
+  auto rc = ctl.Wait(std::chrono::seconds(30));
+  EXPECT_EQ(rc, 0) << ctl.Log();
+  return rc == 0 ? ctl.Log() : "";
+}
+
+json CtlJson(Cloud& cloud, const TempDir& tmp, std::vector<std::string> args) {
+  args.insert(args.end(), {"-o", "json"});
+  std::string out = Ctl(cloud, tmp, args);
+  json j = json::parse(out, nullptr, false);
+  return j.is_discarded() ? json() : j;
+}
+
+TEST(RulesCloud, AppliedRuleRunsWhereItsSelectorMatchesAndItsAlertsReachVergectl) {
+  Node n;
+  n.Start();
+  std::string api = n.cloud->api(), link = n.cloud->link();
+  ASSERT_EQ(n.cloud->Api("PATCH", "/api/v1/nodes/r1", R"({"labels": {"site": "plant-1"}})")->status,
+            200);
+  NodeOptions o{"r2", "eu", "site=elsewhere", "gateway", "300ms", n.cloud->bootstrap_token()};
+  o.extra = {"--config", FastReconnectConfig(n.tmp, "r2")};
+  auto r2 = StartNode(n.tmp, link, o);
+  ASSERT_TRUE(Eventually([&] { return n.cloud->StatusOf("r2") == "online"; }));
+  std::string token = AddDevice(*n.cloud, "boiler", "r1");
+
+  std::string file = n.tmp / "hot.yaml";
+  ASSERT_TRUE(WriteFileAtomic(file, R"(apiVersion: verge/v1
+kind: Rule
+metadata:
+  name: hot
+spec:
+  nodeSelector: {site: plant-1}
+  sql: "SELECT device_id, temp FROM telemetry WHERE temp > 80"
+  actions:
+    - alert: {severity: warning, message: "{{.device_id}} is hot"}
+)",
+                              0644)
+                  .ok());
+  EXPECT_NE(Ctl(*n.cloud, n.tmp, {"apply", "-f", file}).find("rule/hot created"),
+            std::string::npos);
+  ASSERT_TRUE(Eventually([&] { return n.Rule("hot")["status"] == "running"; })) << n.Rule("hot");
+  EXPECT_EQ(n.Rule("hot")["origin"], "cloud");
+  auto on_r2 = PlainHttp(*NodeHttpAddress(n.tmp / "r2"), "GET", "/rules/hot", "",
+                         {{"Authorization", "Bearer " + LocalToken(n.tmp / "r2")}});
+  ASSERT_TRUE(on_r2.ok());
+  EXPECT_EQ(on_r2->status, 404) << on_r2->body;
+
+  int64_t t = NowMs();
+  ASSERT_TRUE(n.PostFirst(token, {{"metrics", {{"temp", 95.0}}}, {"timestamp", t}}));
+  ASSERT_TRUE(n.Post(token, {{"metrics", {{"temp", 20.0}}}, {"timestamp", t + 1}}));
+  json alerts;
+  ASSERT_TRUE(Eventually([&] {
+    alerts = CtlJson(*n.cloud, n.tmp, {"alerts", "list"});
+    return alerts.is_array() && alerts.size() == 1;
+  })) << alerts;
+  const json& a = alerts[0];
+  EXPECT_EQ(a["rule"], "hot");
+  EXPECT_EQ(a["node"], "r1");
+  EXPECT_EQ(a["severity"], "warning");
+  EXPECT_EQ(a["message"], "boiler is hot");
+  EXPECT_TRUE(a["ts"].is_string()) << a;
+  EXPECT_EQ(a["data"], (json{{"device_id", "boiler"}, {"temp", 95.0}}));
+
+  json status;
+  ASSERT_TRUE(Eventually([&] {
+    status = CtlJson(*n.cloud, n.tmp, {"rules", "status", "hot"});
+    return status.is_array() && status.size() == 1 && status[0]["recordsIn"] == 2;
+  })) << status;
+  EXPECT_EQ(status[0]["node"], "r1");
+  EXPECT_EQ(status[0]["status"], "running");
+  EXPECT_EQ(status[0]["recordsOut"], 1);
+  EXPECT_EQ(status[0]["exceptions"], 0);
+
+  // While the cloud is down the node goes on deciding, and keeps its alerts until it is back.
+  n.cloud->Stop(SIGTERM);
+  ASSERT_EQ(n.cloud->process().Wait(std::chrono::seconds(10)), 0);
+  ASSERT_TRUE(n.Post(token, {{"metrics", {{"temp", 97.0}}}, {"timestamp", t + 2}}));
+  ASSERT_TRUE(Eventually([&] { return n.Rule("hot")["recordsOut"] == 2; }));
+  n.cloud = std::make_unique<Cloud>(n.tmp, std::vector<std::string>{}, "cloud", api, link);
+  ASSERT_TRUE(Eventually([&] {
+    alerts = CtlJson(*n.cloud, n.tmp, {"alerts", "list", "--rule", "hot"});
+    return alerts.is_array() && alerts.size() == 2;
+  })) << alerts;
+  EXPECT_EQ(alerts[0]["data"]["temp"], 97.0) << "newest first";
+
+  // Stopped from the cloud, the rule stops on the node and says so.
+  Ctl(*n.cloud, n.tmp, {"rules", "stop", "hot"});
+  ASSERT_TRUE(Eventually([&] { return n.Rule("hot")["status"] == "stopped"; }));
+  ASSERT_TRUE(Eventually([&] {
+    status = CtlJson(*n.cloud, n.tmp, {"rules", "status", "hot"});
+    return status.is_array() && status.size() == 1 && status[0]["status"] == "stopped";
+  })) << status;
+  Ctl(*n.cloud, n.tmp, {"rules", "delete", "hot"});
+  ASSERT_TRUE(Eventually([&] { return n.Call("GET", "/rules/hot").status == 404; }));
+  EXPECT_EQ(CtlJson(*n.cloud, n.tmp, {"alerts", "list"}).size(), 2u) << "alerts outlive the rule";
 }
 
 }  // namespace

@@ -41,8 +41,10 @@ class ApiTest : public ::testing::Test {
     telemetry_ = std::make_unique<TelemetryWriter>(*store_);
     link_ = std::make_unique<LinkService>(*registry_, *store_, *telemetry_, clock_);
     devices_ = std::make_unique<DeviceService>(*store_, *registry_, *link_, clock_);
-    api_ = std::make_unique<Api>(*registry_, *tokens_, *link_, *devices_, *telemetry_, *store_,
-                                 clock_);
+    rules_ = std::make_unique<RuleService>(*store_, *registry_, *link_, clock_);
+    registry_->SetLabelsObserver(rules_.get());
+    api_ = std::make_unique<Api>(*registry_, *tokens_, *link_, *devices_, *rules_, *telemetry_,
+                                 *store_, clock_);
     join_ = std::make_unique<JoinService>(*registry_, *tokens_, *ca_, 30, clock_);
   }
 
@@ -87,6 +89,7 @@ class ApiTest : public ::testing::Test {
   std::unique_ptr<TelemetryWriter> telemetry_;
   std::unique_ptr<LinkService> link_;
   std::unique_ptr<DeviceService> devices_;
+  std::unique_ptr<RuleService> rules_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<JoinService> join_;
 };

@@ -373,23 +373,23 @@ class DeviceStoreTest : public ::testing::Test {
 using Bumps = std::vector<Store::VersionBump>;
 
 TEST_F(DeviceStoreTest, EveryChangeBumpsItsNodesInTheSameTransaction) {
-  EXPECT_EQ(store_->GetDesiredState("n1")->version, 0u) << "nothing declared yet";
+  EXPECT_EQ(store_->GetDesiredState("n1", {})->version, 0u) << "nothing declared yet";
   EXPECT_EQ(*store_->InsertDevice(Dev("d1", "n1")), (Bumps{{"n1", 1}}));
   EXPECT_EQ(*store_->InsertDevice(Dev("d2", "n1")), (Bumps{{"n1", 2}}));
   EXPECT_EQ(store_->InsertDevice(Dev("d1", "n2")).status().code(), Code::kAlreadyExists)
       << "names are unique across the fleet";
-  EXPECT_EQ(store_->GetDesiredState("n1")->version, 2u) << "a failed insert bumps nothing";
+  EXPECT_EQ(store_->GetDesiredState("n1", {})->version, 2u) << "a failed insert bumps nothing";
 
   // Moving a device bumps both nodes.
   Device moved = Dev("d1", "n2");
   moved.created_ms = 5;  // ignored: creation time is kept
   moved.updated_ms = 2000;
   EXPECT_EQ(*store_->UpdateDevice(moved), (Bumps{{"n1", 3}, {"n2", 1}}));
-  auto n1 = *store_->GetDesiredState("n1");
+  auto n1 = *store_->GetDesiredState("n1", {});
   EXPECT_EQ(n1.version, 3u);
   ASSERT_EQ(n1.devices.size(), 1u);
   EXPECT_EQ(n1.devices[0].name, "d2");
-  auto n2 = *store_->GetDesiredState("n2");
+  auto n2 = *store_->GetDesiredState("n2", {});
   ASSERT_EQ(n2.devices.size(), 1u);
   EXPECT_EQ(n2.devices[0].created_ms, 1000);
   EXPECT_EQ(n2.devices[0].updated_ms, 2000);
@@ -397,7 +397,7 @@ TEST_F(DeviceStoreTest, EveryChangeBumpsItsNodesInTheSameTransaction) {
   EXPECT_EQ(n2.devices[0].token_sha256, "sha-d1");
 
   EXPECT_EQ(*store_->DeleteDevice("d2"), (Bumps{{"n1", 4}}));
-  EXPECT_TRUE(store_->GetDesiredState("n1")->devices.empty());
+  EXPECT_TRUE(store_->GetDesiredState("n1", {})->devices.empty());
   EXPECT_EQ(store_->DeleteDevice("d2").status().code(), Code::kNotFound);
   EXPECT_EQ(store_->UpdateDevice(Dev("zz", "n1")).status().code(), Code::kNotFound);
   EXPECT_EQ(store_->ListDevices("")->size(), 1u);
