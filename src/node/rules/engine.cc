@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -28,24 +30,81 @@ struct Stored {
   bool pass = true;             // WHERE held
 };
 
-// The state of one analytic call for one partition.
+// The state of one analytic call for one partition; what zscore and ewma_score read on every
+// event first.
 struct AnalyticState {
-  Value last;                 // the latest result (what an event failing WHEN gets)
-  std::deque<Value> history;  // lag, zscore: previous values
-  std::vector<Value> prev;    // changed_col, had_changed: previous value per argument
-  std::vector<bool> has_prev;
-  bool any_float = false;  // acc_*
-  int64_t isum = 0;
-  double fsum = 0;
-  int64_t count = 0;
-  Value min;
-  Value max;
-  double mean = 0;  // ewma_score
-  double var = 0;
+  Value last;  // the latest result (what an event failing WHEN gets)
   // zscore: the previous values (at most n); once full, the oldest is at ring_next. Snapshots
   // write them as `history`, oldest first.
   std::vector<double> ring;
   size_t ring_next = 0;
+  int64_t count = 0;  // ewma_score, acc_*
+  double mean = 0;    // ewma_score
+  double var = 0;
+  bool any_float = false;  // acc_*
+  int64_t isum = 0;
+  double fsum = 0;
+  Value min;
+  Value max;
+  std::vector<Value> prev;  // changed_col, had_changed: previous value per argument
+  std::vector<bool> has_prev;
+  // lag: previous values. Made on first use: an empty std::deque already holds 600 bytes.
+  std::unique_ptr<std::deque<Value>> history;
+};
+
+// A copy of a key that shares no string with the event it came from. Keys of long-lived tables
+// (groups of an open window, analytic partitions) are compared on every event: their bytes
+// then sit beside the table's other keys, not scattered among old events.
+Value DetachedKey(const Value& v) {
+  if (v.is_string()) return Value::String(v.string_value());
+  if (v.is_array()) {
+    Array a;
+    a.reserve(v.array_value().size());
+    for (const Value& e : v.array_value()) a.push_back(DetachedKey(e));
+    return Value::MakeArray(std::move(a));
+  }
+  return v;
+}
+
+// Keys (of groups, of partitions) to numbers, with the keys' equality of GROUP BY (Equals).
+// String keys, the usual ones (device ids), sit in a table of their own as std::string: a
+// lookup then compares bytes held by the table, not behind each key's shared pointer. A string
+// never equals another type, so the two tables never disagree.
+class KeyIndex {
+ public:
+  std::optional<size_t> Find(const Value& key) const {
+    if (key.is_string()) {
+      auto it = strings_.find(key.string_value());
+      if (it == strings_.end()) return std::nullopt;
+      return it->second;
+    }
+    auto it = others_.find(key);
+    if (it == others_.end()) return std::nullopt;
+    return it->second;
+  }
+  // Adds `key` with number `n`; false (and nothing added) when it is there.
+  bool Add(const Value& key, size_t n) {
+    if (key.is_string()) return strings_.emplace(key.string_value(), n).second;
+    if (others_.find(key) != others_.end()) return false;
+    others_.emplace(DetachedKey(key), n);
+    return true;
+  }
+  // f(key, n) for every key, in no particular order.
+  template <typename F>
+  void ForEach(F&& f) const {
+    for (const auto& [key, n] : strings_) f(Value::String(key), n);
+    for (const auto& [key, n] : others_) f(key, n);
+  }
+
+ private:
+  std::unordered_map<std::string, size_t> strings_;
+  std::unordered_map<Value, size_t, ValueHash, ValueEq> others_;
+};
+
+// The analytic states of one call by partition key.
+struct Partitions {
+  KeyIndex index;  // key -> states[n]
+  std::deque<AnalyticState> states;
 };
 
 // zscore's ring, oldest first.
@@ -64,6 +123,44 @@ bool Deterministic(const Expr& e) {
   bool det = true;
   ForEachChild(e, [&](const Expr& c) { det = det && Deterministic(c); });
   return det;
+}
+
+// The analytic functions, by name.
+enum class AnalyticKind : uint8_t {
+  kLag,
+  kLatest,
+  kChangedCol,
+  kHadChanged,
+  kAccSum,
+  kAccAvg,
+  kAccMin,
+  kAccMax,
+  kAccCount,
+  kZscore,
+  kEwmaScore,
+  kOther
+};
+AnalyticKind AnalyticKindOf(std::string_view f) {
+  static constexpr std::pair<std::string_view, AnalyticKind> kNames[] = {
+      {"lag", AnalyticKind::kLag},
+      {"latest", AnalyticKind::kLatest},
+      {"changed_col", AnalyticKind::kChangedCol},
+      {"had_changed", AnalyticKind::kHadChanged},
+      {"acc_sum", AnalyticKind::kAccSum},
+      {"acc_avg", AnalyticKind::kAccAvg},
+      {"acc_min", AnalyticKind::kAccMin},
+      {"acc_max", AnalyticKind::kAccMax},
+      {"acc_count", AnalyticKind::kAccCount},
+      {"zscore", AnalyticKind::kZscore},
+      {"ewma_score", AnalyticKind::kEwmaScore}};
+  for (const auto& [name, kind] : kNames) {
+    if (f == name) return kind;
+  }
+  return AnalyticKind::kOther;
+}
+bool IsAcc(AnalyticKind k) {
+  return k == AnalyticKind::kAccSum || k == AnalyticKind::kAccAvg || k == AnalyticKind::kAccMin ||
+         k == AnalyticKind::kAccMax || k == AnalyticKind::kAccCount;
 }
 
 int64_t FloorDiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
@@ -138,23 +235,25 @@ class Rule::Impl {
     for (const Expr& g : sel_.group_by) collect(g);
     if (sel_.having) collect(*sel_.having);
     for (const OrderItem& o : sel_.order_by) collect(o.expr);
-    analytic_state_.resize(analytics_.size());
+    analytic_state_ = std::vector<Partitions>(analytics_.size());
     if (sel_.window &&
         (sel_.window->kind == WindowKind::kTumbling || sel_.window->kind == WindowKind::kHopping) &&
         (!sel_.group_by.empty() || !aggregates_.empty())) {
       incremental_ = std::all_of(aggregates_.begin(), aggregates_.end(),
                                  [](const Expr* e) { return IsIncremental(e->name); });
     }
+    slot_list_.assign(slots_.begin(), slots_.end());
+    std::sort(slot_list_.begin(), slot_list_.end(), [](const auto& a, const auto& b) {
+      return std::less<const Expr*>()(a.first, b.first);
+    });
+    for (const Expr* e : aggregates_) agg_kinds_.push_back(AggKindOf(e->name));
+    for (const Expr* e : analytics_) analytic_kinds_.push_back(AnalyticKindOf(e->name));
+    agg_in_.assign(aggregates_.size(), nullptr);
+    agg_tmp_.assign(aggregates_.size(), Value::Null());
     for (const Field& f : sel_.fields)
       names_.push_back(f.alias.empty() ? DefaultName(f.expr) : f.alias);
     star_only_ = sel_.fields.size() == 1 && sel_.fields[0].expr.kind == ExprKind::kStar;
-    for (const ColumnDef& c : stream_.columns) {
-      if (c.type.kind == TypeKind::kFloat || c.type.kind == TypeKind::kBigint ||
-          c.type.kind == TypeKind::kDatetime) {
-        coercible_.emplace_back(c.name, c.type.kind);
-      }
-    }
-    std::sort(coercible_.begin(), coercible_.end());
+    InitBinding();
   }
 
   std::vector<Emission> Push(const Row& input, int64_t ts) {
@@ -171,29 +270,46 @@ class Rule::Impl {
                  fmt::format("the timestamp {} is out of range (at most 2^53 ms from 1970)", ts)));
       return out;
     }
-    Stored st;
-    st.row = Coerce(input);
-    st.ts = ts;
+    // The bound columns point into this event: forget them when it is done.
+    struct Unbind {
+      BoundColumns& bound;
+      ~Unbind() { bound.object = nullptr; }
+    } unbind{bound_};
+    // The event with its declared columns converted (copied only when one converts).
+    const Value* row = &input;
+    Value coerced;
+    if (Bind(input)) {
+      coerced = Coerce(input);
+      Bind(coerced);
+      row = &coerced;
+    }
     const Window* w = sel_.window ? &*sel_.window : nullptr;
     if (w != nullptr && w->kind != WindowKind::kCount && ts < watermark_) {
       ++counters_.late;
       return out;
     }
-    // Analytic functions see every event, before any filter. Without a window the event is
-    // not kept: its analytic values go in a vector reused from event to event.
-    if (w == nullptr) st.analytic = std::move(analytic_scratch_);
-    st.analytic.assign(analytics_.size(), Value::Null());
-    if (Status s = ComputeAnalytics(st); !s.ok()) {
-      Exception(s);
-      if (w == nullptr) analytic_scratch_ = std::move(st.analytic);
-      return out;
-    }
-    EvalScope scope = RowScope(st);
+    // Analytic functions see every event, before any filter.
     if (w == nullptr) {
-      PushUnwindowed(scope, out);
-      analytic_scratch_ = std::move(st.analytic);
+      // The event is not kept: its analytic values go in a vector reused from event to event
+      // (ComputeAnalytics sets every slot before anything reads it).
+      std::vector<Value>& analytic = analytic_scratch_;
+      if (analytic.size() != analytics_.size()) analytic.assign(analytics_.size(), Value::Null());
+      if (Status s = ComputeAnalytics(*row, ts, analytic); !s.ok()) {
+        Exception(s);
+        return out;
+      }
+      PushUnwindowed(RowScope(*row, ts, analytic), out);
       return out;
     }
+    // The event as a window keeps it; its row is copied in only where it is kept.
+    Stored st;
+    st.ts = ts;
+    st.analytic.assign(analytics_.size(), Value::Null());
+    if (Status s = ComputeAnalytics(*row, ts, st.analytic); !s.ok()) {
+      Exception(s);
+      return out;
+    }
+    EvalScope scope = RowScope(*row, ts, st.analytic);
     if (w->filter) {
       auto in = EvalCondition(*w->filter, scope);
       if (!in.ok()) {
@@ -223,6 +339,7 @@ class Rule::Impl {
       trigger = *t;
     }
     if (w->kind == WindowKind::kCount) {
+      st.row = *row;
       buffer_.push_back(std::move(st));
       while (static_cast<int64_t>(buffer_.size()) > w->count) buffer_.pop_front();
       ++count_total_;
@@ -241,13 +358,14 @@ class Rule::Impl {
       return out;
     }
     if (incremental_) {
-      Accumulate(st);
+      Accumulate(*row, st);
       Advance(ts, out);
       return out;
     }
     // Keep the buffer sorted by time; late arrivals within the tolerance go in their place.
     auto at = std::upper_bound(buffer_.begin(), buffer_.end(), ts,
                                [](int64_t t, const Stored& s) { return t < s.ts; });
+    st.row = *row;
     buffer_.insert(at, std::move(st));
     if (w->kind == WindowKind::kSliding && trigger) {
       auto t = std::upper_bound(triggers_.begin(), triggers_.end(), ts);
@@ -303,7 +421,11 @@ class Rule::Impl {
       size_t same = slot;
       if (Deterministic(e)) {
         for (size_t j = 0; j < slot && same == slot; ++j) {
-          if (analytic_same_[j] == j && *analytics_[j] == e) same = j;
+          // == holds for -0.0 and 0.0 literals; the canonical text tells them apart.
+          if (analytic_same_[j] == j && *analytics_[j] == e &&
+              ToString(*analytics_[j]) == ToString(e)) {
+            same = j;
+          }
         }
       }
       analytics_.push_back(&e);
@@ -319,6 +441,14 @@ class Rule::Impl {
     return Value::MakeArray(std::move(key));
   }
 
+  // EvalKey without a copy where it can (see EvalRef): a pointer to the key, or to `tmp`.
+  static Result<const Value*> EvalKeyRef(const std::vector<Expr>& exprs, const EvalScope& scope,
+                                         Value& tmp) {
+    if (exprs.size() == 1) return EvalRef(exprs[0], scope, tmp);
+    VERGE_ASSIGN_OR_RETURN(tmp, EvalKey(exprs, scope));
+    return &tmp;
+  }
+
   // The key of `exprs` (GROUP BY, PARTITION BY) for one event, see KeyOf.
   static Result<Value> EvalKey(const std::vector<Expr>& exprs, const EvalScope& scope) {
     if (exprs.empty()) return Value::Null();
@@ -332,33 +462,126 @@ class Rule::Impl {
     return Value::MakeArray(std::move(key));
   }
 
-  // Whether a declared column holds a value Coerce() converts.
-  bool NeedsCoercion(const Value& row) const {
-    auto needs = [](TypeKind kind, const Value& v) {
+  // --- column binding ---------------------------------------------------------------------
+  //
+  // Every column the rule names, and every declared column Coerce() may convert, is looked up
+  // once per event, in one walk over the event's columns (both in byte order), instead of once
+  // per evaluation of a column node (EvalScope::columns).
+
+  void InitBinding() {
+    std::map<std::string, std::optional<TypeKind>, std::less<>> names;
+    for (const ColumnDef& c : stream_.columns) {
+      if (c.type.kind == TypeKind::kFloat || c.type.kind == TypeKind::kBigint ||
+          c.type.kind == TypeKind::kDatetime) {
+        names[c.name] = c.type.kind;
+      }
+    }
+    std::vector<const Expr*> nodes;
+    auto visit = [&](const Expr& e, auto& self) -> void {
+      if (e.kind == ExprKind::kColumn) {
+        names.try_emplace(e.name);
+        nodes.push_back(&e);
+      }
+      ForEachChild(e, [&](const Expr& c) { self(c, self); });
+    };
+    auto collect = [&](const Expr& e) { visit(e, visit); };
+    for (const Field& f : sel_.fields) collect(f.expr);
+    if (sel_.where) collect(*sel_.where);
+    if (sel_.window && sel_.window->filter) collect(*sel_.window->filter);
+    if (sel_.window && sel_.window->trigger) collect(*sel_.window->trigger);
+    for (const Expr& g : sel_.group_by) collect(g);
+    if (sel_.having) collect(*sel_.having);
+    for (const OrderItem& o : sel_.order_by) collect(o.expr);
+    for (const auto& [name, kind] : names) {
+      bound_names_.push_back(name);
+      bound_prefixes_.push_back(Prefix(name));
+      bound_kinds_.push_back(kind);
+    }
+    for (const Expr* e : nodes) {
+      auto at = std::lower_bound(bound_names_.begin(), bound_names_.end(), e->name);
+      bound_nodes_.emplace_back(e, static_cast<size_t>(at - bound_names_.begin()));
+    }
+    std::sort(bound_nodes_.begin(), bound_nodes_.end(), [](const auto& a, const auto& b) {
+      return std::less<const Expr*>()(a.first, b.first);
+    });
+    bound_values_.assign(bound_names_.size(), nullptr);
+    bound_.nodes = bound_nodes_;
+    bound_.names = bound_names_;
+    bound_.values = bound_values_;
+    coercible_ = std::any_of(bound_kinds_.begin(), bound_kinds_.end(),
+                             [](const std::optional<TypeKind>& k) { return k.has_value(); });
+  }
+
+  // The first 8 bytes of a name as a big-endian number (zero-padded): names whose prefixes
+  // differ are in the order of their prefixes.
+  static uint64_t Prefix(std::string_view s) {
+    uint64_t x = 0;
+    if (s.size() >= 8) {
+      std::memcpy(&x, s.data(), 8);
+      if constexpr (std::endian::native == std::endian::little) x = __builtin_bswap64(x);
+      return x;
+    }
+    for (size_t i = 0; i < 8; ++i) {
+      x = (x << 8) | (i < s.size() ? static_cast<unsigned char>(s[i]) : 0);
+    }
+    return x;
+  }
+
+  // Byte order of column name `key` and bound name i, as std::string compares them.
+  int KeyCompare(std::string_view key, size_t i) const {
+    const uint64_t p = Prefix(key);
+    if (p != bound_prefixes_[i]) return p < bound_prefixes_[i] ? -1 : 1;
+    const std::string_view name = bound_names_[i];
+    const size_t n = std::min(key.size(), name.size());
+    for (size_t k = 8; k < n; ++k) {
+      const auto x = static_cast<unsigned char>(key[k]);
+      const auto y = static_cast<unsigned char>(name[k]);
+      if (x != y) return x < y ? -1 : 1;
+    }
+    return key.size() == name.size() ? 0 : (key.size() < name.size() ? -1 : 1);
+  }
+
+  // Binds the columns to `row` (an object) for evaluations on `row` itself. Returns whether a
+  // declared column holds a value Coerce() converts. Without declared columns to check, each
+  // column is looked up on its first use (BoundColumns::Find): no walk over the whole event.
+  bool Bind(const Value& row) {
+    bound_.object = &row.object_value();
+    if (!coercible_) {
+      std::fill(bound_values_.begin(), bound_values_.end(), BoundColumns::NotLookedUp());
+      return false;
+    }
+    auto needs = [](std::optional<TypeKind> kind, const Value& v) {
       return (kind == TypeKind::kFloat && v.is_int()) ||
              (kind == TypeKind::kBigint && v.is_float()) ||
              (kind == TypeKind::kDatetime && v.is_string());
     };
+    bool coerce = false;
     const Object& o = row.object_value();
-    if (o.size() > 4 * coercible_.size() + 8) {
-      for (const auto& [name, kind] : coercible_) {
-        const Value* v = row.Find(name);
-        if (v != nullptr && needs(kind, *v)) return true;
+    if (o.size() > 4 * bound_names_.size() + 8) {
+      for (size_t i = 0; i < bound_names_.size(); ++i) {
+        bound_values_[i] = row.Find(bound_names_[i]);
+        if (bound_values_[i] != nullptr)
+          coerce = coerce || needs(bound_kinds_[i], *bound_values_[i]);
       }
-      return false;
+      return coerce;
     }
-    // Both in byte order: one walk over the event's columns.
     auto it = o.begin();
-    for (const auto& [name, kind] : coercible_) {
-      while (it != o.end() && it->first < name) ++it;
-      if (it == o.end()) return false;
-      if (it->first == name && needs(kind, it->second)) return true;
+    for (size_t i = 0; i < bound_names_.size(); ++i) {
+      int c = 1;
+      while (it != o.end() && (c = KeyCompare(it->first, i)) < 0) ++it;
+      if (it == o.end() || c != 0) {
+        bound_values_[i] = nullptr;
+        continue;
+      }
+      bound_values_[i] = &it->second;
+      coerce = coerce || needs(bound_kinds_[i], it->second);
     }
-    return false;
+    return coerce;
   }
 
+  // The event with its declared columns converted (see Rule::Push). REQUIRES: Bind(row) found
+  // something to convert.
   Value Coerce(const Value& row) const {
-    if (coercible_.empty() || !NeedsCoercion(row)) return row;
     Object o = row.object_value();
     bool changed = false;
     for (const ColumnDef& c : stream_.columns) {
@@ -384,15 +607,17 @@ class Rule::Impl {
     return changed ? Value::MakeObject(std::move(o)) : row;
   }
 
-  EvalScope RowScope(const Stored& st) const {
+  EvalScope RowScope(const Value& row, int64_t ts, std::span<const Value> analytic) const {
     EvalScope s;
-    s.row = &st.row;
-    s.slots = &slots_;
-    s.analytic = st.analytic;
-    s.now_ms = clock_ == kNever ? st.ts : clock_;
-    s.event_ms = st.ts;
+    s.row = &row;
+    s.columns = &bound_;
+    s.slots = slot_list_;
+    s.analytic = analytic;
+    s.now_ms = clock_ == kNever ? ts : clock_;
+    s.event_ms = ts;
     return s;
   }
+  EvalScope RowScope(const Stored& st) const { return RowScope(st.row, st.ts, st.analytic); }
 
   void Exception(const Status& s) {
     ++counters_.exceptions;
@@ -401,55 +626,78 @@ class Rule::Impl {
 
   // --- analytic functions ---------------------------------------------------------------
 
-  Status ComputeAnalytics(Stored& st) {
+  // The event's analytic values, by slot, into `analytic` (sized).
+  Status ComputeAnalytics(const Value& row, int64_t ts, std::vector<Value>& analytic) {
     for (size_t i = 0; i < analytics_.size(); ++i) {
       if (analytic_same_[i] != i) {
-        st.analytic[i] = st.analytic[analytic_same_[i]];
+        analytic[i] = analytic[analytic_same_[i]];
         continue;
       }
       const Expr& call = *analytics_[i];
-      EvalScope scope = RowScope(st);
-      VERGE_ASSIGN_OR_RETURN(Value key, EvalKey(call.partition_by, scope));
-      AnalyticState& state = analytic_state_[i][std::move(key)];
+      EvalScope scope = RowScope(row, ts, analytic);
+      Value key_tmp;
+      VERGE_ASSIGN_OR_RETURN(const Value* key, EvalKeyRef(call.partition_by, scope, key_tmp));
+      Partitions& parts = analytic_state_[i];
+      std::optional<size_t> at = parts.index.Find(*key);
+      if (!at) {
+        at = parts.states.size();
+        parts.index.Add(*key, *at);
+        parts.states.emplace_back();
+      }
+      AnalyticState& state = parts.states[*at];
       if (call.when) {
         VERGE_ASSIGN_OR_RETURN(bool when, EvalCondition(*call.when, scope));
         if (!when) {
-          st.analytic[i] = state.last;
+          analytic[i] = state.last;
           continue;
         }
       }
-      std::vector<Value>& args = args_scratch_;
-      args.clear();
-      for (const Expr& a : call.args) {
-        VERGE_ASSIGN_OR_RETURN(Value v, Eval(a, scope));
-        args.push_back(std::move(v));
+      // The arguments, without copies where they can be (see EvalRef).
+      const size_t n = call.args.size();
+      if (arg_tmp_.size() < n) {
+        arg_tmp_.resize(n);
+        arg_ptr_.resize(n);
       }
-      VERGE_ASSIGN_OR_RETURN(Value result, Analytic(call, args, state));
+      for (size_t k = 0; k < n; ++k) {
+        VERGE_ASSIGN_OR_RETURN(arg_ptr_[k], EvalRef(call.args[k], scope, arg_tmp_[k]));
+      }
+      const ArgRefs args{std::span<const Value* const>(arg_ptr_.data(), n)};
+      VERGE_ASSIGN_OR_RETURN(Value result, Analytic(call, analytic_kinds_[i], args, state));
       state.last = result;
-      st.analytic[i] = std::move(result);
+      analytic[i] = std::move(result);
     }
     return Status::Ok();
   }
 
-  static Result<Value> Analytic(const Expr& call, const std::vector<Value>& a, AnalyticState& s) {
+  // An analytic call's evaluated arguments.
+  struct ArgRefs {
+    std::span<const Value* const> p;
+    size_t size() const { return p.size(); }
+    const Value& operator[](size_t i) const { return *p[i]; }
+  };
+
+  static Result<Value> Analytic(const Expr& call, AnalyticKind kind, const ArgRefs& a,
+                                AnalyticState& s) {
     const std::string_view f = call.name;
-    if (f == "lag") {
+    if (kind == AnalyticKind::kLag) {
       const size_t offset = a.size() >= 2 ? static_cast<size_t>(a[1].int_value()) : 1;
       const Value dflt = a.size() >= 3 ? a[2] : Value::Null();
       const bool ignore_null = a.size() >= 4 && Truthy(a[3]);
-      Value result = s.history.size() >= offset ? s.history[s.history.size() - offset] : dflt;
+      if (!s.history) s.history = std::make_unique<std::deque<Value>>();
+      std::deque<Value>& history = *s.history;
+      Value result = history.size() >= offset ? history[history.size() - offset] : dflt;
       if (!(ignore_null && a[0].is_null())) {
-        s.history.push_back(a[0]);
-        if (s.history.size() > offset) s.history.pop_front();
+        history.push_back(a[0]);
+        if (history.size() > offset) history.pop_front();
       }
       return result;
     }
-    if (f == "latest") {
+    if (kind == AnalyticKind::kLatest) {
       if (!a[0].is_null()) s.prev.assign(1, a[0]);
       if (!s.prev.empty()) return s.prev[0];
       return a.size() >= 2 ? a[1] : Value::Null();
     }
-    if (f == "changed_col") {
+    if (kind == AnalyticKind::kChangedCol) {
       const bool ignore_null = Truthy(a[0]);
       const Value& x = a[1];
       if (ignore_null && x.is_null()) return Value::Null();
@@ -457,7 +705,7 @@ class Rule::Impl {
       s.prev.assign(1, x);
       return changed ? x : Value::Null();
     }
-    if (f == "had_changed") {
+    if (kind == AnalyticKind::kHadChanged) {
       const bool ignore_null = Truthy(a[0]);
       const size_t n = a.size() - 1;
       if (s.prev.size() != n) {
@@ -474,13 +722,13 @@ class Rule::Impl {
       }
       return Value::Bool(changed);
     }
-    if (f.starts_with("acc_")) {
+    if (IsAcc(kind)) {
       const Value& x = a[0];
       if (!x.is_null()) {
-        if (f == "acc_count") {
+        if (kind == AnalyticKind::kAccCount) {
           ++s.count;
-        } else if (f == "acc_min" || f == "acc_max") {
-          Value& cur = f == "acc_min" ? s.min : s.max;
+        } else if (kind == AnalyticKind::kAccMin || kind == AnalyticKind::kAccMax) {
+          Value& cur = kind == AnalyticKind::kAccMin ? s.min : s.max;
           if (cur.is_null()) {
             cur = x;
           } else {
@@ -489,7 +737,8 @@ class Rule::Impl {
               return RuntimeError(call.pos, fmt::format("{}() cannot compare {} with {}", f,
                                                         TypeName(x.type()), TypeName(cur.type())));
             }
-            if ((f == "acc_min" && c == Cmp::kLess) || (f == "acc_max" && c == Cmp::kGreater)) {
+            if ((kind == AnalyticKind::kAccMin && c == Cmp::kLess) ||
+                (kind == AnalyticKind::kAccMax && c == Cmp::kGreater)) {
               cur = x;
             }
           }
@@ -509,15 +758,15 @@ class Rule::Impl {
           }
         }
       }
-      if (f == "acc_count") return Value::Int(s.count);
-      if (f == "acc_min") return s.min;
-      if (f == "acc_max") return s.max;
+      if (kind == AnalyticKind::kAccCount) return Value::Int(s.count);
+      if (kind == AnalyticKind::kAccMin) return s.min;
+      if (kind == AnalyticKind::kAccMax) return s.max;
       if (s.count == 0) return Value::Null();
       const double total = s.any_float ? s.fsum : static_cast<double>(s.isum);
-      if (f == "acc_avg") return Value::Float(total / static_cast<double>(s.count));
+      if (kind == AnalyticKind::kAccAvg) return Value::Float(total / static_cast<double>(s.count));
       return s.any_float ? Value::Float(s.fsum) : Value::Int(s.isum);
     }
-    if (f == "zscore" || f == "ewma_score") {
+    if (kind == AnalyticKind::kZscore || kind == AnalyticKind::kEwmaScore) {
       const Value& x = a[0];
       if (x.is_null()) return Value::Null();
       if (!x.is_number()) {
@@ -526,7 +775,7 @@ class Rule::Impl {
       }
       const double v = x.number_value();
       Value result = Value::Null();
-      if (f == "zscore") {
+      if (kind == AnalyticKind::kZscore) {
         const auto n = static_cast<size_t>(a[1].int_value());
         const size_t size = s.ring.size();
         if (size >= 2) {
@@ -542,7 +791,7 @@ class Rule::Impl {
           s.ring.push_back(v);
         } else {
           s.ring[s.ring_next] = v;
-          s.ring_next = (s.ring_next + 1) % n;
+          if (++s.ring_next == n) s.ring_next = 0;
         }
         return result;
       }
@@ -827,23 +1076,27 @@ class Rule::Impl {
     } else {
       for (const Stored* s : rows) groups.push_back({s});
     }
+    const size_t n = aggregates_.size();
+    std::vector<Value> aggs(groups.size() * n);  // by group, then slot
     std::vector<GroupOut> done;
-    for (const auto& g : groups) {
+    done.reserve(groups.size());
+    for (size_t k = 0; k < groups.size(); ++k) {
+      const auto& g = groups[k];
       EvalScope scope = RowScope(*g.front());
       scope.window_start = start;
       scope.window_end = end;
-      GroupOut o{g.front(), std::vector<Value>(aggregates_.size())};
+      const std::span<Value> mine(aggs.data() + k * n, n);
       bool ok = true;
-      for (size_t i = 0; i < aggregates_.size() && ok; ++i) {
+      for (size_t i = 0; i < n && ok; ++i) {
         auto v = Aggregate(*aggregates_[i], g, scope);
         if (!v.ok()) {
           Exception(v.status());
           ok = false;
         } else {
-          o.aggs[i] = std::move(*v);
+          mine[i] = std::move(*v);
         }
       }
-      if (ok) done.push_back(std::move(o));
+      if (ok) done.push_back(GroupOut{g.front(), mine});
     }
     EmitGroups(done, start, end, out);
   }
@@ -851,7 +1104,7 @@ class Rule::Impl {
   // One aggregated group of a window: its first event and its aggregates' values by slot.
   struct GroupOut {
     const Stored* first;
-    std::vector<Value> aggs;
+    std::span<const Value> aggs;
   };
 
   // HAVING, projection and ORDER BY over the groups of one window; one emission if any row.
@@ -862,6 +1115,7 @@ class Rule::Impl {
       std::vector<Value> keys;
     };
     std::vector<OutRow> result;
+    result.reserve(groups.size());
     for (const GroupOut& g : groups) {
       EvalScope scope = RowScope(*g.first);
       scope.window_start = start;
@@ -913,6 +1167,7 @@ class Rule::Impl {
     }
     if (result.empty()) return;
     Emission e;
+    e.reserve(result.size());
     for (OutRow& r : result) e.push_back(std::move(r.row));
     counters_.records_out += e.size();
     out.push_back(std::move(e));
@@ -929,8 +1184,39 @@ class Rule::Impl {
     return f == "count" || f == "sum" || f == "avg" || f == "min" || f == "max" || f == "stddev" ||
            f == "stddevs" || f == "var" || f == "vars" || f == "last_value";
   }
-  static bool IsNumericAggregate(std::string_view f) {
-    return f == "sum" || f == "avg" || f == "stddev" || f == "stddevs" || f == "var" || f == "vars";
+  // The incremental aggregates, and kOther for the rest.
+  enum class AggKind : uint8_t {
+    kCount,
+    kSum,
+    kAvg,
+    kMin,
+    kMax,
+    kStddev,
+    kStddevs,
+    kVar,
+    kVars,
+    kLastValue,
+    kOther
+  };
+  static AggKind AggKindOf(std::string_view f) {
+    static constexpr std::pair<std::string_view, AggKind> kNames[] = {
+        {"count", AggKind::kCount},     {"sum", AggKind::kSum},
+        {"avg", AggKind::kAvg},         {"min", AggKind::kMin},
+        {"max", AggKind::kMax},         {"stddev", AggKind::kStddev},
+        {"stddevs", AggKind::kStddevs}, {"var", AggKind::kVar},
+        {"vars", AggKind::kVars},       {"last_value", AggKind::kLastValue}};
+    for (const auto& [name, kind] : kNames) {
+      if (f == name) return kind;
+    }
+    return AggKind::kOther;
+  }
+  static bool IsNumeric(AggKind k) {
+    return k == AggKind::kSum || k == AggKind::kAvg || IsSpread(k);
+  }
+  // Aggregates that need the running variance (Welford).
+  static bool IsSpread(AggKind k) {
+    return k == AggKind::kStddev || k == AggKind::kStddevs || k == AggKind::kVar ||
+           k == AggKind::kVars;
   }
 
   struct AggState {
@@ -941,70 +1227,80 @@ class Rule::Impl {
     Value best;  // min, max
     Value last;  // last_value
   };
-  struct OpenGroup {
-    Stored first;
-    std::vector<AggState> aggs;
-  };
+  // The groups of one open window, numbered in the order of their first event. Their aggregate
+  // states are together, not behind a pointer per group: an event touches one place.
   struct OpenWindow {
-    std::unordered_map<Value, size_t, ValueHash, ValueEq> index;
-    std::deque<OpenGroup> groups;  // in the order of their first event
+    KeyIndex index;             // key -> group number
+    std::deque<Stored> first;   // by group: its first event
+    std::deque<AggState> aggs;  // by group, then slot
   };
 
-  void Accumulate(const Stored& st) {
+  // `st` is the event without its row, which is `row`.
+  void Accumulate(const Value& row, const Stored& st) {
     const Window& w = *sel_.window;
-    EvalScope scope = RowScope(st);
-    auto key = EvalKey(sel_.group_by, scope);
+    EvalScope scope = RowScope(row, st.ts, st.analytic);
+    Value key_tmp;
+    auto key = EvalKeyRef(sel_.group_by, scope, key_tmp);
     if (!key.ok()) return Exception(key.status());
-    const Value& group_key = *key;
-    // Every input first, so that an error leaves no window half-updated.
-    std::vector<std::optional<Value>>& in = agg_in_scratch_;
-    in.assign(aggregates_.size(), std::nullopt);
+    const Value& group_key = **key;
+    // Every input first, so that an error leaves no window half-updated. nullptr: FILTER said
+    // no.
+    static const Value kTrue = Value::Bool(true);
     for (size_t i = 0; i < aggregates_.size(); ++i) {
       const Expr& call = *aggregates_[i];
+      agg_in_[i] = nullptr;
       if (call.filter) {
         auto pass = EvalCondition(*call.filter, scope);
         if (!pass.ok()) return Exception(pass.status());
         if (!*pass) continue;
       }
       if (call.args[0].kind == ExprKind::kStar) {
-        in[i] = Value::Bool(true);
+        agg_in_[i] = &kTrue;
         continue;
       }
-      auto v = Eval(call.args[0], scope);
+      auto v = EvalRef(call.args[0], scope, agg_tmp_[i]);
       if (!v.ok()) return Exception(v.status());
-      if (IsNumericAggregate(call.name) && !v->is_null() && !v->is_number()) {
+      const Value& x = **v;
+      if (IsNumeric(agg_kinds_[i]) && !x.is_null() && !x.is_number()) {
         return Exception(RuntimeError(
-            call.pos, fmt::format("{}() needs numbers, found {}", call.name, TypeName(v->type()))));
+            call.pos, fmt::format("{}() needs numbers, found {}", call.name, TypeName(x.type()))));
       }
-      in[i] = std::move(*v);
+      agg_in_[i] = &x;
     }
     const int64_t len = w.length_ms;
     const int64_t hop = w.hop_ms > 0 ? w.hop_ms : len;
     for (int64_t start = (FloorDiv(st.ts - len, hop) + 1) * hop; start <= st.ts; start += hop) {
       OpenWindow& win = open_[start + len];
-      auto [it, fresh] = win.index.try_emplace(group_key, win.groups.size());
-      if (fresh) win.groups.push_back(OpenGroup{st, std::vector<AggState>(aggregates_.size())});
-      OpenGroup& g = win.groups[it->second];
-      for (size_t i = 0; i < aggregates_.size(); ++i) {
-        if (!in[i]) continue;
-        if (Status s = Update(*aggregates_[i], g.aggs[i], *in[i]); !s.ok()) Exception(s);
+      const size_t n = aggregates_.size();
+      std::optional<size_t> group = win.index.Find(group_key);
+      if (!group) {
+        group = win.first.size();
+        win.index.Add(group_key, *group);
+        win.first.push_back(Stored{row, st.ts, st.analytic, st.pass});
+        win.aggs.resize(win.aggs.size() + n);
+      }
+      const size_t base = *group * n;
+      for (size_t i = 0; i < n; ++i) {
+        if (agg_in_[i] == nullptr) continue;
+        Status s = Update(*aggregates_[i], agg_kinds_[i], win.aggs[base + i], *agg_in_[i]);
+        if (!s.ok()) Exception(s);
       }
     }
   }
 
-  static Status Update(const Expr& call, AggState& a, const Value& v) {
+  static Status Update(const Expr& call, AggKind kind, AggState& a, const Value& v) {
     const std::string_view f = call.name;
-    if (f == "count") {
+    if (kind == AggKind::kCount) {
       if (call.args[0].kind == ExprKind::kStar || !v.is_null()) ++a.count;
       return Status::Ok();
     }
-    if (f == "last_value") {
+    if (kind == AggKind::kLastValue) {
       const bool ignore_null = call.args.size() < 2 || Truthy(call.args[1].value);
       if (!(ignore_null && v.is_null())) a.last = v;
       return Status::Ok();
     }
     if (v.is_null()) return Status::Ok();
-    if (f == "min" || f == "max") {
+    if (kind == AggKind::kMin || kind == AggKind::kMax) {
       if (a.best.is_null()) {
         a.best = v;
         return Status::Ok();
@@ -1014,11 +1310,15 @@ class Rule::Impl {
         return RuntimeError(call.pos, fmt::format("{}() cannot compare {} with {}", f,
                                                   TypeName(v.type()), TypeName(a.best.type())));
       }
-      if ((f == "min" && c == Cmp::kLess) || (f == "max" && c == Cmp::kGreater)) a.best = v;
+      if ((kind == AggKind::kMin && c == Cmp::kLess) ||
+          (kind == AggKind::kMax && c == Cmp::kGreater)) {
+        a.best = v;
+      }
       return Status::Ok();
     }
     ++a.count;
     a.sum.Add(v);
+    if (!IsSpread(kind)) return Status::Ok();  // sum and avg need no variance
     const double x = v.number_value();
     const double d = x - a.mean;
     a.mean += d / static_cast<double>(a.count);
@@ -1026,33 +1326,44 @@ class Rule::Impl {
     return Status::Ok();
   }
 
-  static Value Finish(const Expr& call, const AggState& a) {
-    const std::string_view f = call.name;
-    if (f == "count") return Value::Int(a.count);
-    if (f == "last_value") return a.last;
-    if (f == "min" || f == "max") return a.best;
-    if (f == "sum") return a.sum.Get();
+  static Value Finish(AggKind kind, const AggState& a) {
+    switch (kind) {
+      case AggKind::kCount:
+        return Value::Int(a.count);
+      case AggKind::kLastValue:
+        return a.last;
+      case AggKind::kMin:
+      case AggKind::kMax:
+        return a.best;
+      case AggKind::kSum:
+        return a.sum.Get();
+      default:
+        break;
+    }
     if (a.count == 0) return Value::Null();
     const auto n = static_cast<double>(a.count);
-    if (f == "avg") return Value::Float(a.sum.fsum / n);
-    if (f == "var") return Value::Float(a.m2 / n);
-    if (f == "stddev") return Value::Float(std::sqrt(a.m2 / n));
+    if (kind == AggKind::kAvg) return Value::Float(a.sum.fsum / n);
+    if (kind == AggKind::kVar) return Value::Float(a.m2 / n);
+    if (kind == AggKind::kStddev) return Value::Float(std::sqrt(a.m2 / n));
     if (a.count < 2) return Value::Null();
-    if (f == "vars") return Value::Float(a.m2 / (n - 1));
+    if (kind == AggKind::kVars) return Value::Float(a.m2 / (n - 1));
     return Value::Float(std::sqrt(a.m2 / (n - 1)));  // stddevs
   }
 
   void FireIncremental(const Window& w, std::vector<Emission>& out) {
+    const size_t n = aggregates_.size();
     while (!open_.empty() && open_.begin()->first <= watermark_) {
       auto node = open_.extract(open_.begin());
       const int64_t end = node.key();
+      const OpenWindow& win = node.mapped();
+      const size_t count = win.first.size();
+      std::vector<Value> aggs(count * n);  // by group, then slot
       std::vector<GroupOut> groups;
-      for (const OpenGroup& g : node.mapped().groups) {
-        GroupOut o{&g.first, {}};
-        for (size_t i = 0; i < aggregates_.size(); ++i) {
-          o.aggs.push_back(Finish(*aggregates_[i], g.aggs[i]));
-        }
-        groups.push_back(std::move(o));
+      groups.reserve(count);
+      for (size_t k = 0; k < count; ++k) {
+        const std::span<Value> mine(aggs.data() + k * n, n);
+        for (size_t i = 0; i < n; ++i) mine[i] = Finish(agg_kinds_[i], win.aggs[k * n + i]);
+        groups.push_back(GroupOut{&win.first[k], mine});
       }
       EmitGroups(groups, end - w.length_ms, end, out);
     }
@@ -1102,12 +1413,15 @@ class Rule::Impl {
     for (const Stored& st : buffer_) buffer.push_back(StoredJson(st));
     j["buffer"] = std::move(buffer);
     Json open = Json::array();
-    for (const auto& [end, win] : open_) {
+    for (const auto& entry : open_) {
+      // Not a structured binding: lambdas cannot capture those before C++20's clang 16.
+      const int64_t end = entry.first;
+      const auto& win = entry.second;
       Json groups = Json::array();
-      for (const auto& [key, index] : win.index) {
-        const OpenGroup& g = win.groups[index];
+      win.index.ForEach([&](const Value& key, size_t index) {
         Json aggs = Json::array();
-        for (const AggState& a : g.aggs) {
+        for (size_t i = 0; i < aggregates_.size(); ++i) {
+          const AggState& a = win.aggs[index * aggregates_.size() + i];
           aggs.push_back({{"count", a.count},
                           {"sum", {a.sum.any, a.sum.any_float, a.sum.isum, a.sum.fsum}},
                           {"mean", a.mean},
@@ -1117,21 +1431,22 @@ class Rule::Impl {
         }
         groups.push_back({{"index", index},
                           {"key", ToNlohmann(key)},
-                          {"first", StoredJson(g.first)},
+                          {"first", StoredJson(win.first[index])},
                           {"aggs", aggs}});
-      }
+      });
       open.push_back({{"end", end}, {"groups", std::move(groups)}});
     }
     j["open"] = std::move(open);
     Json analytic = Json::array();
     for (size_t i = 0; i < analytics_.size(); ++i) {
       // Every call as if it kept its own state, as equal calls' states would be.
-      const auto& states = analytic_state_[analytic_same_[i]];
+      const Partitions& parts = analytic_state_[analytic_same_[i]];
       const std::optional<size_t> zscore_n = ZscoreN(*analytics_[i]);
       Json slot = Json::array();
-      for (const auto& [key, st] : states) {
+      parts.index.ForEach([&](const Value& key, size_t index) {
+        const AnalyticState& st = parts.states[index];
         std::vector<bool> has_prev = st.has_prev;
-        Json history = ValuesJson(st.history);
+        Json history = st.history ? ValuesJson(*st.history) : Json::array();
         if (zscore_n) {
           ForEachOldestFirst(st, *zscore_n,
                              [&](double h) { history.push_back(ToNlohmann(Value::Float(h))); });
@@ -1149,7 +1464,7 @@ class Rule::Impl {
                         {"max", ToNlohmann(st.max)},
                         {"mean", st.mean},
                         {"var", st.var}});
-      }
+      });
       analytic.push_back(std::move(slot));
     }
     j["analytic"] = std::move(analytic);
@@ -1181,13 +1496,15 @@ class Rule::Impl {
       for (const Json& w : j.at("open")) {
         OpenWindow& win = open[w.at("end").get<int64_t>()];
         const Json& groups = w.at("groups");
-        win.groups.resize(groups.size());
+        const size_t n = aggregates_.size();
+        win.first.resize(groups.size());
+        win.aggs.resize(groups.size() * n);
         for (const Json& g : groups) {
           const auto index = g.at("index").get<size_t>();
           if (index >= groups.size()) return Status(Code::kDataLoss, "bad group index");
-          win.index.emplace(FromJson(g.at("key")), index);
-          OpenGroup& og = win.groups[index];
-          og.first = StoredFrom(g.at("first"));
+          win.index.Add(FromJson(g.at("key")), index);
+          win.first[index] = StoredFrom(g.at("first"));
+          std::vector<AggState> aggs;
           for (const Json& a : g.at("aggs")) {
             AggState st;
             st.count = a.at("count").get<int64_t>();
@@ -1200,15 +1517,16 @@ class Rule::Impl {
             st.m2 = a.at("m2").get<double>();
             st.best = FromJson(a.at("best"));
             st.last = FromJson(a.at("last"));
-            og.aggs.push_back(std::move(st));
+            aggs.push_back(std::move(st));
           }
-          if (og.aggs.size() != aggregates_.size()) {
+          if (aggs.size() != n) {
             return Status(Code::kDataLoss, "the rule checkpoint has the wrong aggregate state");
           }
+          std::move(aggs.begin(), aggs.end(),
+                    win.aggs.begin() + static_cast<std::ptrdiff_t>(index * n));
         }
       }
-      std::vector<std::unordered_map<Value, AnalyticState, ValueHash, ValueEq>> analytic(
-          analytics_.size());
+      std::vector<Partitions> analytic(analytics_.size());
       for (size_t i = 0; i < analytics_.size(); ++i) {
         if (analytic_same_[i] != i) continue;  // the same state as an earlier call's
         const std::optional<size_t> zscore_n = ZscoreN(*analytics_[i]);
@@ -1218,7 +1536,8 @@ class Rule::Impl {
           for (const Json& v : e.at("history")) {
             Value h = FromJson(v);
             if (!zscore_n) {
-              st.history.push_back(std::move(h));
+              if (!st.history) st.history = std::make_unique<std::deque<Value>>();
+              st.history->push_back(std::move(h));
             } else {
               // NaN and infinities were written as null.
               st.ring.push_back(h.is_number() ? h.number_value()
@@ -1238,7 +1557,10 @@ class Rule::Impl {
           st.max = FromJson(e.at("max"));
           st.mean = e.at("mean").get<double>();
           st.var = e.at("var").get<double>();
-          analytic[i].emplace(FromJson(e.at("key")), std::move(st));
+          Partitions& parts = analytic[i];
+          if (parts.index.Add(FromJson(e.at("key")), parts.states.size())) {
+            parts.states.push_back(std::move(st));
+          }
         }
       }
       // Times in range, so that window arithmetic cannot overflow on a forged checkpoint.
@@ -1250,7 +1572,7 @@ class Rule::Impl {
       for (const Stored& st : buffer) ok = ok && in_range(st.ts);
       for (const auto& [end, win] : open) {
         ok = ok && in_range(end);
-        for (const OpenGroup& g : win.groups) ok = ok && in_range(g.first.ts);
+        for (const Stored& first : win.first) ok = ok && in_range(first.ts);
       }
       for (const Json& t : j.at("triggers")) ok = ok && in_range(t.get<int64_t>());
       if (!ok) return Status(Code::kDataLoss, "the rule checkpoint has a time out of range");
@@ -1285,13 +1607,15 @@ class Rule::Impl {
   bool event_time_ = false;
   int64_t tolerance_ = 0;
   std::unordered_map<const Expr*, size_t> slots_;
+  std::vector<std::pair<const Expr*, size_t>> slot_list_;  // slots_ sorted by address
   std::vector<const Expr*> aggregates_;
   std::vector<const Expr*> analytics_;
   // By analytic slot: the slot whose result it takes (an equal call before it), or its own.
   // Only the calls that are their own keep state.
   std::vector<size_t> analytic_same_;
+  std::vector<AnalyticKind> analytic_kinds_;  // by analytic slot
   std::vector<std::string> names_;  // by field: alias or default name, empty: kuiper_field_N
-  std::vector<std::unordered_map<Value, AnalyticState, ValueHash, ValueEq>> analytic_state_;
+  std::vector<Partitions> analytic_state_;  // by analytic slot
   int64_t watermark_ = kNever;
   int64_t clock_ = kNever;
   std::deque<Stored> buffer_;           // time windows: by timestamp; count windows: arrival order
@@ -1301,12 +1625,24 @@ class Rule::Impl {
   bool incremental_ = false;            // tumbling, hopping: aggregate state instead of events
   std::map<int64_t, OpenWindow> open_;  // incremental: open windows by end
   bool star_only_ = false;              // the projection is `*` alone
-  // Declared FLOAT, BIGINT and DATETIME columns, by name: what Coerce() may convert.
-  std::vector<std::pair<std::string, TypeKind>> coercible_;
+  // Column binding: the names (sorted) with the declared type of those Coerce() may convert,
+  // the column nodes by address with their name's index, and the current event's values.
+  std::vector<std::string> bound_names_;
+  std::vector<uint64_t> bound_prefixes_;
+  std::vector<std::optional<TypeKind>> bound_kinds_;
+  std::vector<std::pair<const Expr*, size_t>> bound_nodes_;
+  std::vector<const Value*> bound_values_;
+  bool coercible_ = false;  // a bound column is declared FLOAT, BIGINT or DATETIME
+  BoundColumns bound_;
   // Reused from event to event, so that they allocate once.
   std::vector<Value> analytic_scratch_;
-  std::vector<Value> args_scratch_;
-  std::vector<std::optional<Value>> agg_in_scratch_;
+  std::vector<Value> arg_tmp_;  // analytic arguments: computed values, and pointers to all
+  std::vector<const Value*> arg_ptr_;
+  // Incremental aggregation, by aggregate slot: the kind, and the current event's input (a
+  // pointer into the event or agg_tmp_; nullptr: none).
+  std::vector<AggKind> agg_kinds_;
+  std::vector<const Value*> agg_in_;
+  std::vector<Value> agg_tmp_;
 };
 
 Result<std::unique_ptr<Rule>> Rule::Create(const Select& select, const CreateStream& stream,

@@ -668,22 +668,40 @@ R CallScalar(const Expr& call, Args a, const EvalScope& s) {
   return Err(call, fmt::format("function {}() is not available here", f));
 }
 
+// The computed value of aggregate or analytic call `e`, or nullptr when it has none here.
+const Value* SlotValue(const Expr& e, const EvalScope& s) {
+  const bool agg = e.function->kind == FunctionKind::kAggregate;
+  std::span<const Value> values = agg ? s.aggregate : s.analytic;
+  auto it = std::lower_bound(s.slots.begin(), s.slots.end(), &e,
+                             [](const std::pair<const Expr*, size_t>& n, const Expr* x) {
+                               return std::less<const Expr*>()(n.first, x);
+                             });
+  if (it != s.slots.end() && it->first == &e && it->second < values.size()) {
+    return &values[it->second];
+  }
+  return nullptr;
+}
+
+Status NotHere(const Expr& e) {
+  return Err(e, fmt::format("{}() cannot be computed here", e.name));
+}
+
 R CallFunction(const Expr& e, const EvalScope& s) {
   switch (e.function->kind) {
     case FunctionKind::kAggregate:
     case FunctionKind::kAnalytic: {
-      const bool agg = e.function->kind == FunctionKind::kAggregate;
-      std::span<const Value> values = agg ? s.aggregate : s.analytic;
-      if (s.slots != nullptr) {
-        auto it = s.slots->find(&e);
-        if (it != s.slots->end() && it->second < values.size()) return values[it->second];
-      }
-      return Err(e, fmt::format("{}() cannot be computed here", e.name));
+      if (const Value* v = SlotValue(e, s)) return *v;
+      return NotHere(e);
     }
     case FunctionKind::kWindow:
       return Value::Int(e.name == "window_start" ? s.window_start : s.window_end);
     case FunctionKind::kScalar:
       break;
+  }
+  if (e.args.size() == 1) {  // the common case: no copy of the argument
+    Value tmp;
+    VERGE_ASSIGN_OR_RETURN(const Value* arg, EvalRef(e.args[0], s, tmp));
+    return CallScalar(e, std::span<const Value>(arg, 1), s);
   }
   // Up to 4 arguments (nearly every call) on the stack, not the heap.
   constexpr size_t kInline = 4;
@@ -711,6 +729,36 @@ std::optional<size_t> ResolveIndex(int64_t i, size_t n) {
 
 std::optional<int64_t> DatetimeMillis(const Value& v) { return ToMillis(v); }
 
+const Value* BoundColumns::NotLookedUp() {
+  static const Value kNotLookedUp;
+  return &kNotLookedUp;
+}
+
+std::optional<const Value*> BoundColumns::Find(const Expr& column) const {
+  size_t index = values.size();
+  if (nodes.size() <= 8) {  // a rule names a few columns: a scan beats a search
+    for (const auto& [node, i] : nodes) {
+      if (node == &column) {
+        index = i;
+        break;
+      }
+    }
+  } else {
+    auto it = std::lower_bound(nodes.begin(), nodes.end(), &column,
+                               [](const std::pair<const Expr*, size_t>& n, const Expr* e) {
+                                 return std::less<const Expr*>()(n.first, e);
+                               });
+    if (it != nodes.end() && it->first == &column) index = it->second;
+  }
+  if (index >= values.size() || index >= names.size() || object == nullptr) return std::nullopt;
+  const Value*& v = values[index];
+  if (v == NotLookedUp()) {
+    auto it = object->find(names[index]);
+    v = it == object->end() ? nullptr : &it->second;
+  }
+  return v;
+}
+
 Status RuntimeError(Pos pos, std::string_view what) {
   return Status(Code::kInvalidArgument,
                 fmt::format("{} at line {}, column {}", what, pos.line, pos.column));
@@ -724,23 +772,41 @@ namespace {
 
 const Value kNullValue;
 
-// The value of `e`: for a literal or a column of the event a pointer to it, without copying;
-// otherwise `e` evaluated into `tmp`. Valid while `tmp`, `e` and the event are.
+// Column node `e` of the scope's event, nullptr when absent (or without an event).
+const Value* Column(const Expr& e, const EvalScope& s) {
+  if (s.row == nullptr) return nullptr;
+  if (s.columns != nullptr && s.columns->object != nullptr && s.row->is_object() &&
+      &s.row->object_value() == s.columns->object) {
+    if (std::optional<const Value*> v = s.columns->Find(e)) return *v;
+  }
+  return s.row->Find(e.name);
+}
+
+}  // namespace
+
 Result<const Value*> EvalRef(const Expr& e, const EvalScope& s, Value& tmp) {
   switch (e.kind) {
     case ExprKind::kLiteral:
       return &e.value;
     case ExprKind::kColumn: {
-      if (s.row == nullptr) return &kNullValue;
-      const Value* v = s.row->Find(e.name);
+      const Value* v = Column(e, s);
       return v != nullptr ? v : &kNullValue;
     }
+    case ExprKind::kCall:
+      if (e.function->kind == FunctionKind::kAggregate ||
+          e.function->kind == FunctionKind::kAnalytic) {
+        if (const Value* v = SlotValue(e, s)) return v;
+        return NotHere(e);
+      }
+      [[fallthrough]];
     default: {
       VERGE_ASSIGN_OR_RETURN(tmp, Eval(e, s));
       return &tmp;
     }
   }
 }
+
+namespace {
 
 // A comparison as a condition: what Comparison() gives, without building a Value.
 Result<bool> CompareCondition(const Expr& e, const EvalScope& s) {
@@ -794,8 +860,7 @@ Result<Value> Eval(const Expr& e, const EvalScope& s) {
     case ExprKind::kLiteral:
       return e.value;
     case ExprKind::kColumn: {
-      if (s.row == nullptr) return Value::Null();
-      const Value* v = s.row->Find(e.name);
+      const Value* v = Column(e, s);
       return v != nullptr ? *v : Value::Null();
     }
     case ExprKind::kStar:

@@ -50,6 +50,7 @@
 #include <optional>
 #include <span>
 #include <unordered_map>
+#include <utility>
 
 #include "common/status.h"
 #include "node/rules/ast.h"
@@ -57,11 +58,33 @@
 
 namespace verge::rules {
 
+// The columns of one event that a rule names, each looked up at most once per event (the
+// engine looks them all up in one walk over the event, or each on first use): Eval reads a
+// column node listed here instead of searching the event every time.
+struct BoundColumns {
+  // The columns of the event they are of (its payload, which copies of the event share); they
+  // serve no other. Null: none.
+  const Object* object = nullptr;
+  // Column nodes (kColumn) by address, each with its index in `names` and `values`.
+  std::span<const std::pair<const Expr*, size_t>> nodes;
+  std::span<const std::string> names;
+  // The column's value in `object`, nullptr when it has none, or NotLookedUp(). Eval writes
+  // the lookups it makes here: a BoundColumns serves one thread.
+  std::span<const Value*> values;
+
+  static const Value* NotLookedUp();
+  // The column node's value in `object` (looked up now if it was not): the found value or
+  // nullptr (absent); nullopt when the node is not bound here.
+  std::optional<const Value*> Find(const Expr& column) const;
+};
+
 // Where the results of aggregate and analytic calls are: the slot of each call node, and the
 // values computed for the current event or group.
 struct EvalScope {
   const Value* row = nullptr;  // the event, an object; null pointer: no event (all columns null)
-  const std::unordered_map<const Expr*, size_t>* slots = nullptr;
+  const BoundColumns* columns = nullptr;  // optional; used only for the event they are of
+  // Aggregate and analytic call nodes by address (sorted), each with its slot.
+  std::span<const std::pair<const Expr*, size_t>> slots;
   std::span<const Value> analytic;   // by slot
   std::span<const Value> aggregate;  // by slot
   int64_t window_start = 0;          // window_start() / window_end(), Unix ms
@@ -71,6 +94,11 @@ struct EvalScope {
 };
 
 Result<Value> Eval(const Expr& e, const EvalScope& scope);
+
+// Eval without a copy where it can: a literal or a column of the event gives a pointer into the
+// expression or the event (null columns: a pointer to a null Value); anything else is evaluated
+// into `tmp` and gives &tmp. Valid while `e`, the event and `tmp` are.
+Result<const Value*> EvalRef(const Expr& e, const EvalScope& scope, Value& tmp);
 
 // A condition: true only for the boolean true; null and false are false; another type is a
 // runtime error.

@@ -183,11 +183,13 @@ std::string_view TypeName(ValueType type) {
 }
 
 Value Value::String(std::string s) {
-  return Value(Rep(std::make_shared<const std::string>(std::move(s))));
+  return Wrap(ValueType::kString, std::make_shared<const std::string>(std::move(s)));
 }
-Value Value::MakeArray(Array a) { return Value(Rep(std::make_shared<const Array>(std::move(a)))); }
+Value Value::MakeArray(Array a) {
+  return Wrap(ValueType::kArray, std::make_shared<const Array>(std::move(a)));
+}
 Value Value::MakeObject(Object o) {
-  return Value(Rep(std::make_shared<const Object>(std::move(o))));
+  return Wrap(ValueType::kObject, std::make_shared<const Object>(std::move(o)));
 }
 
 const Value* Value::Find(std::string_view key) const {

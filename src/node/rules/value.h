@@ -22,6 +22,7 @@
 // immutable and their reference counts atomic).
 #pragma once
 
+#include <cassert>
 #include <compare>
 #include <cstddef>
 #include <cstdint>
@@ -58,16 +59,59 @@ enum class Cmp : uint8_t {
 
 class Value {
  public:
-  Value() = default;  // null
+  Value() noexcept {}  // null
   static Value Null() { return {}; }
-  static Value Bool(bool b) { return Value(Rep(b)); }
-  static Value Int(int64_t i) { return Value(Rep(i)); }
-  static Value Float(double d) { return Value(Rep(d)); }
+  static Value Bool(bool b) {
+    Value v;
+    v.type_ = ValueType::kBool;
+    v.u_.b = b;
+    return v;
+  }
+  static Value Int(int64_t i) {
+    Value v;
+    v.type_ = ValueType::kInt;
+    v.u_.i = i;
+    return v;
+  }
+  static Value Float(double d) {
+    Value v;
+    v.type_ = ValueType::kFloat;
+    v.u_.d = d;
+    return v;
+  }
   static Value String(std::string s);
   static Value MakeArray(Array a);
   static Value MakeObject(Object o);
 
-  ValueType type() const { return static_cast<ValueType>(rep_.index()); }
+  Value(const Value& o) { CopyFrom(o); }
+  Value(Value&& o) noexcept { MoveFrom(o); }
+  Value& operator=(const Value& o) {
+    if (!Shared(type_) && !Shared(o.type_)) {  // scalars: nothing to let go of
+      CopyFrom(o);
+      return *this;
+    }
+    if (this != &o) {
+      Value copy(o);  // before letting go of ours: `o` may live inside it
+      Release();
+      MoveFrom(copy);
+    }
+    return *this;
+  }
+  Value& operator=(Value&& o) noexcept {
+    if (!Shared(type_) && !Shared(o.type_)) {
+      CopyFrom(o);
+      return *this;
+    }
+    if (this != &o) {
+      Value moved(std::move(o));
+      Release();
+      MoveFrom(moved);
+    }
+    return *this;
+  }
+  ~Value() { Release(); }
+
+  ValueType type() const { return type_; }
   bool is_null() const { return type() == ValueType::kNull; }
   bool is_bool() const { return type() == ValueType::kBool; }
   bool is_int() const { return type() == ValueType::kInt; }
@@ -77,13 +121,31 @@ class Value {
   bool is_array() const { return type() == ValueType::kArray; }
   bool is_object() const { return type() == ValueType::kObject; }
 
-  // REQUIRES: the value has the type asked for.
-  bool bool_value() const { return std::get<bool>(rep_); }
-  int64_t int_value() const { return std::get<int64_t>(rep_); }
-  double float_value() const { return std::get<double>(rep_); }
-  const std::string& string_value() const { return *std::get<StringRef>(rep_); }
-  const Array& array_value() const { return *std::get<ArrayRef>(rep_); }
-  const Object& object_value() const { return *std::get<ObjectRef>(rep_); }
+  // REQUIRES: the value has the type asked for (asserted in debug builds).
+  bool bool_value() const {
+    assert(is_bool());
+    return u_.b;
+  }
+  int64_t int_value() const {
+    assert(is_int());
+    return u_.i;
+  }
+  double float_value() const {
+    assert(is_float());
+    return u_.d;
+  }
+  const std::string& string_value() const {
+    assert(is_string());
+    return *static_cast<const std::string*>(u_.p.get());
+  }
+  const Array& array_value() const {
+    assert(is_array());
+    return *static_cast<const Array*>(u_.p.get());
+  }
+  const Object& object_value() const {
+    assert(is_object());
+    return *static_cast<const Object*>(u_.p.get());
+  }
   // REQUIRES: is_number().
   double number_value() const {
     return is_int() ? static_cast<double>(int_value()) : float_value();
@@ -96,15 +158,72 @@ class Value {
   friend bool operator==(const Value& a, const Value& b);
 
  private:
-  using StringRef = std::shared_ptr<const std::string>;
-  using ArrayRef = std::shared_ptr<const Array>;
-  using ObjectRef = std::shared_ptr<const Object>;
-  // The index is the ValueType.
-  using Rep = std::variant<std::monostate, bool, int64_t, double, StringRef, ArrayRef, ObjectRef>;
+  // A tagged union rather than a std::variant: copying, moving and destroying a scalar (most
+  // values the engine handles) is then a few inline instructions, not a visit through a table.
+  // Strings, arrays and objects share one pointer; type_ says what it points to.
+  union Payload {
+    bool b;
+    int64_t i = 0;
+    double d;
+    std::shared_ptr<const void> p;
+    Payload() noexcept {
+    }              // NOLINT(modernize-use-equals-default): a union with a non-trivial member
+    ~Payload() {}  // NOLINT(modernize-use-equals-default): Value destroys the member
+  };
 
-  explicit Value(Rep rep) : rep_(std::move(rep)) {}
+  static bool Shared(ValueType t) { return t >= ValueType::kString; }
+  static Value Wrap(ValueType type, std::shared_ptr<const void> p) {
+    Value v;
+    std::construct_at(&v.u_.p, std::move(p));
+    v.type_ = type;
+    return v;
+  }
 
-  Rep rep_;
+  // REQUIRES: this holds no shared payload (a scalar, or freshly released).
+  void CopyFrom(const Value& o) {
+    switch (o.type_) {
+      case ValueType::kNull:
+        break;
+      case ValueType::kBool:
+        u_.b = o.u_.b;
+        break;
+      case ValueType::kInt:
+        u_.i = o.u_.i;
+        break;
+      case ValueType::kFloat:
+        u_.d = o.u_.d;
+        break;
+      case ValueType::kString:
+      case ValueType::kArray:
+      case ValueType::kObject:
+        std::construct_at(&u_.p, o.u_.p);
+        break;
+    }
+    type_ = o.type_;
+  }
+  // REQUIRES: this holds no shared payload. Leaves `o` null.
+  void MoveFrom(Value& o) noexcept {
+    if (Shared(o.type_)) {
+      std::construct_at(&u_.p, std::move(o.u_.p));
+      std::destroy_at(&o.u_.p);
+      o.u_.i = 0;
+    } else {
+      u_.i = 0;
+      CopyFrom(o);
+    }
+    type_ = o.type_;
+    o.type_ = ValueType::kNull;
+  }
+  void Release() noexcept {
+    if (Shared(type_)) {
+      std::destroy_at(&u_.p);
+      u_.i = 0;
+    }
+    type_ = ValueType::kNull;
+  }
+
+  Payload u_;
+  ValueType type_ = ValueType::kNull;
 };
 
 // Compares as the operators = != < <= > >= do; see the header comment.

@@ -8,6 +8,8 @@
 #include <limits>
 #include <string>
 #include <unordered_set>
+#include <utility>
+#include <vector>
 
 namespace verge::rules {
 
@@ -64,6 +66,39 @@ TEST(RulesValue, ScalarsAreSmallAndStringsShared) {
   EXPECT_EQ(o.Find("b")->array_value()[0], S("x"));
   EXPECT_EQ(o.Find("c"), nullptr);
   EXPECT_EQ(I(1).Find("a"), nullptr);
+}
+
+TEST(RulesValue, CopiesMovesAndAssignmentsKeepTheirValue) {
+  static_assert(sizeof(Value) == 24);
+  Value v = S("a string longer than the inline buffer");
+  const Value kept = v;
+  v = I(5);  // a shared payload replaced by a scalar
+  EXPECT_EQ(v.int_value(), 5);
+  EXPECT_EQ(kept.string_value(), "a string longer than the inline buffer");
+  v = kept;  // and back
+  EXPECT_EQ(&v.string_value(), &kept.string_value());
+  v = F(1.5);
+  Value w = std::move(v);
+  EXPECT_EQ(w.float_value(), 1.5);
+  w = B(true);
+  EXPECT_TRUE(w.bool_value());
+  // Assigning an element of the value itself, which the assignment lets go of.
+  Value arr = A({S("only held by arr"), I(2)});
+  arr = arr.array_value()[0];
+  EXPECT_EQ(arr, S("only held by arr"));
+  Value obj = O({{"k", A({I(1)})}});
+  obj = *obj.Find("k");
+  EXPECT_EQ(obj, A({I(1)}));
+  Value self = S("self");
+  Value& alias = self;
+  self = alias;
+  EXPECT_EQ(self.string_value(), "self");
+  self = std::move(alias);
+  EXPECT_EQ(self.string_value(), "self");
+  std::vector<Value> grown;
+  for (int i = 0; i < 100; ++i) grown.push_back(i % 2 == 0 ? S(std::to_string(i)) : I(i));
+  EXPECT_EQ(grown[98], S("98"));
+  EXPECT_EQ(grown[99], I(99));
 }
 
 struct CompareCase {
