@@ -41,6 +41,9 @@ class MqttSubscriber::Session {
     // The durability of the whole path rests on this: queue the PUBACK, write it after the
     // sink returned (see subscriber.h).
     mosquitto_threaded_set(m_, true);
+    // Without it Nagle holds a PUBACK behind the previous unacknowledged packet until the
+    // broker's delayed ACK (40 ms): a device waiting for each PUBACK would see that per message.
+    mosquitto_int_option(m_, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_int_option(m_, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
     if (!opt.username.empty()) {
       mosquitto_username_pw_set(m_, opt.username.c_str(), opt.password.c_str());
