@@ -5,8 +5,12 @@
 // rule reaches only the nodes its selector matches, its alerts (also those raised while the
 // cloud was down) reach `vergectl alerts list` exactly once, and `vergectl rules status` shows
 // how it runs.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -182,6 +186,44 @@ TEST(RulesLive, TelemetryRuleCallsAWebhookAndChainsThroughAMemoryStream) {
   EXPECT_EQ(n.Call("GET", "/rules/bad-cast").status, 404);
   EXPECT_EQ(json::parse(n.Call("GET", "/rules").body).size(), 2u);
   EXPECT_EQ(PlainHttp(n.api, "GET", "/rules")->status, 401);
+}
+
+TEST(RulesLive, AHangingWebhookHoldsUpOnlyItsOwnAction) {
+  Node n;
+  n.Start();
+  Receiver hook;
+  // Accepts connections (the kernel's backlog) and never answers.
+  int hang = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(hang, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(hang, 64), 0);
+  socklen_t len = sizeof addr;
+  getsockname(hang, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::string hang_url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/x";
+  std::string token = AddDevice(*n.cloud, "fan", "r1");
+  auto r = n.Call("POST", "/rules",
+                  {{"name", "both"},
+                   {"sql", "SELECT device_id, rpm FROM telemetry"},
+                   {"actions",
+                    {{{"webhook", {{"url", hang_url}, {"timeoutMs", 60000}, {"bufferLength", 2}}}},
+                     {{"webhook", {{"url", hook.url("/ok")}}}}}}});
+  ASSERT_EQ(r.status, 201) << r.body;
+  int64_t t = NowMs();
+  ASSERT_TRUE(n.PostFirst(token, {{"metrics", {{"rpm", 0.0}}}, {"timestamp", t}}));
+  for (int i = 1; i < 20; ++i)
+    ASSERT_TRUE(n.Post(token, {{"metrics", {{"rpm", 100.0 * i}}}, {"timestamp", t + i}}));
+  ASSERT_TRUE(Eventually([&] { return hook.Bodies("/ok").size() == 20; })) << n.Rule("both");
+  json both = n.Rule("both");
+  EXPECT_EQ(both["status"], "running");
+  EXPECT_EQ(both["recordsOut"], 20);
+  // The hanging action holds one output in delivery and keeps the newest two; 17 dropped.
+  EXPECT_EQ(both["actionStats"][0]["delivered"], 0) << both;
+  EXPECT_EQ(both["actionStats"][0]["dropped"], 17) << both;
+  EXPECT_EQ(both["dropped"], 17) << both;
+  EXPECT_EQ(both["actionStats"][1]["delivered"], 20) << both;
+  close(hang);
 }
 
 TEST(RulesLive, AnOpenWindowSurvivesSigkillThroughItsCheckpoint) {

@@ -165,7 +165,8 @@ void ParseAction(const json& item, size_t index, std::vector<ActionSpec>& out,
         }
       }
     }
-    f.Int("timeoutMs", a.timeout_ms, 1, 600'000);
+    // Bounded: stopping a rule (or the node) waits for a delivery in progress.
+    f.Int("timeoutMs", a.timeout_ms, 1, 60'000);
   } else if (kind == "modbus") {
     a.kind = ActionKind::kModbus;
     f.String("device", a.device, true);
