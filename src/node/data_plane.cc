@@ -288,7 +288,7 @@ void DataPlane::Maintain() {
       int64_t cutoff = (clock_.WallMs() - options_.retention.count()) * 1'000'000;
       if (auto n = series_->Prune(cutoff); !n.ok())
         spdlog::warn("local series retention: {}", n.status().message());
-      next_prune = now + 5 * 60 * 1000;
+      next_prune = now + int64_t{5} * 60 * 1000;
     }
     // Rule statuses reach the cloud while they change, at most once per interval.
     uint64_t version = rules_->status_version();

@@ -40,7 +40,7 @@ struct DataPlaneOptions {
   data::BufferOptions buffer;
   data::PipelineOptions pipeline;
   data::UplinkOptions uplink;
-  Millis retention{24 * 3600 * 1000LL};
+  Millis retention{24LL * 3600 * 1000};
   size_t max_body_bytes = 16 << 20;
   // MQTT: the node's own supervised Mosquitto listens here ("off": none), unless an external
   // broker is given, which the node then only subscribes to.

@@ -234,7 +234,7 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
     if (g.reason() == v1::Goodbye::REVOKED || g.reason() == v1::Goodbye::IDENTITY_MISMATCH) {
       refused = true;
     }
-    retry_after_ms = std::min<int64_t>(g.retry_after_ms(), 10 * 60 * 1000);
+    retry_after_ms = std::min<int64_t>(g.retry_after_ms(), int64_t{10} * 60 * 1000);
     return "the cloud closed the link: " +
            (g.message().empty() ? std::string("goodbye") : g.message());
   }

@@ -334,7 +334,8 @@ void RuleManager::Tick() {
   }
 }
 
-void RuleManager::Route(Managed& m, std::vector<rules::Emission> emissions, int64_t enqueued_us) {
+void RuleManager::Route(Managed& m, const std::vector<rules::Emission>& emissions,
+                        int64_t enqueued_us) {
   if (emissions.empty()) return;
   int64_t now_ms = clock_.WallMs();
   for (const rules::Emission& e : emissions) {

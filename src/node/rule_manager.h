@@ -112,7 +112,7 @@ class RuleManager {
   void Run();
   void Process(std::deque<Event>& events);
   void Tick();
-  void Route(Managed& m, std::vector<rules::Emission> emissions, int64_t enqueued_us);
+  void Route(Managed& m, const std::vector<rules::Emission>& emissions, int64_t enqueued_us);
   // REQUIRES: mu_ held.
   void StartLocked(Managed& m, const std::string* carried_state);
   void StopLocked(Managed& m, bool checkpoint);

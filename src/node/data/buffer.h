@@ -79,7 +79,7 @@ struct BufferOptions {
   // Bound on the bytes of closed batches (compressed).
   uint64_t max_bytes = 512ull << 20;
   // A batch not acknowledged within this is dropped (and counted).
-  Millis ttl{7 * 24 * 3600 * 1000LL};
+  Millis ttl{7LL * 24 * 3600 * 1000};
   // FULL syncs every commit to the device (survives power loss); NORMAL survives a crash of
   // the process but not of the machine. See docs/operations.md.
   bool sync_full = false;
