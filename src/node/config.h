@@ -28,8 +28,8 @@ struct NodeConfig {
   std::string http_listen = "127.0.0.1:7480";
   int buffer_max_mb = 512;
   int journal_max_mb = 1024;
-  Millis buffer_ttl{7 * 24 * 3600 * 1000LL};
-  Millis retention{24 * 3600 * 1000LL};
+  Millis buffer_ttl{7LL * 24 * 3600 * 1000};
+  Millis retention{24LL * 3600 * 1000};
   Millis batch_max_age{1000};
   int batch_max_readings = 10'000;
   std::string durability = "process";          // process | power
