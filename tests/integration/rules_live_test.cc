@@ -1,20 +1,23 @@
 // Rules running on a real verge-node. Created on its local API: live telemetry through a rule
 // to a webhook, rules chained through a memory stream, runtime errors counted without stopping
 // anything, an open window that survives SIGKILL through its checkpoint, and an MQTT stream
-// turned into a device command on the node's broker. Applied in the cloud with vergectl: the
-// rule reaches only the nodes its selector matches, its alerts (also those raised while the
-// cloud was down) reach `vergectl alerts list` exactly once, and `vergectl rules status` shows
-// how it runs.
+// turned into a device command on the node's broker, a set point written to a Modbus device.
+// Applied in the cloud with vergectl: the rule reaches only the nodes its selector matches, its
+// alerts (also those raised while the cloud was down) reach `vergectl alerts list` exactly once,
+// and `vergectl rules status` shows how it runs.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <modbus.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <bit>
 #include <chrono>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 
 #include "common/fs.h"
 #include "common/http_server.h"
@@ -224,6 +227,54 @@ TEST(RulesLive, AHangingWebhookHoldsUpOnlyItsOwnAction) {
   EXPECT_EQ(both["dropped"], 17) << both;
   EXPECT_EQ(both["actionStats"][1]["delivered"], 20) << both;
   close(hang);
+}
+
+TEST(RulesLive, AModbusActionWritesASetPointToTheDevice) {
+  Node n;
+  n.Start();
+  ModbusSim sim = StartModbusSim(n.tmp, "127.0.0.1:0", 1, "sim.log");
+  json modbus = {{"host", sim.host},
+                 {"port", sim.port},
+                 {"unitId", 1},
+                 {"registers",
+                  {{{"metric", "temperature"},
+                    {"address", 0},
+                    {"kind", "input"},
+                    {"type", "int16"},
+                    {"scale", 0.01},
+                    {"interval", "1s"}}}}};
+  ASSERT_FALSE(AddDevice(*n.cloud, "plc", "r1", {{"modbus", modbus}}).empty());
+  std::string token = AddDevice(*n.cloud, "panel", "r1");
+  auto r = n.Call("POST", "/rules",
+                  {{"name", "setpoint"},
+                   {"sql", R"(SELECT setpoint FROM telemetry WHERE device_id = "panel")"},
+                   {"actions",
+                    {{{"modbus",
+                       {{"device", "plc"},
+                        {"address", 60},
+                        {"type", "float32"},
+                        {"valueColumn", "setpoint"},
+                        {"retryIntervalMs", 100}}}}}}});
+  ASSERT_EQ(r.status, 201) << r.body;
+  ASSERT_TRUE(n.PostFirst(token, {{"metrics", {{"setpoint", 42.5}}}, {"timestamp", NowMs()}}));
+  // Read holding registers 60-61 back from the simulator: big-endian float32.
+  auto read = [&]() -> std::optional<float> {
+    modbus_t* ctx = modbus_new_tcp(sim.host.c_str(), sim.port);
+    if (!ctx) return std::nullopt;
+    modbus_set_slave(ctx, 1);
+    std::optional<float> out;
+    uint16_t regs[2] = {0, 0};
+    if (modbus_connect(ctx) == 0 && modbus_read_registers(ctx, 60, 2, regs) == 2) {
+      out = std::bit_cast<float>(static_cast<uint32_t>(regs[0]) << 16 | regs[1]);
+    }
+    modbus_close(ctx);
+    modbus_free(ctx);
+    return out;
+  };
+  ASSERT_TRUE(Eventually([&] { return read() == 42.5f; })) << n.Rule("setpoint");
+  json s = n.Rule("setpoint");
+  EXPECT_EQ(s["actionStats"][0]["delivered"], 1) << s;
+  EXPECT_EQ(s["exceptions"], 0) << s;
 }
 
 TEST(RulesLive, AnOpenWindowSurvivesSigkillThroughItsCheckpoint) {
