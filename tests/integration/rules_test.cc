@@ -114,5 +114,20 @@ TEST_F(RulesTest, AnInvalidRuleIsAnsweredWithItsLineAndColumn) {
   EXPECT_EQ(wrong_method->status, 400);
 }
 
+TEST_F(RulesTest, TheBuiltInTelemetryStreamNeedsNoDeclaration) {
+  // As in the README's tour: event time is `ts`, and the run ends 1 s after the last row.
+  auto r = Run({{"sql",
+                 "SELECT device_id, avg(temp) AS t FROM telemetry "
+                 "GROUP BY device_id, TUMBLINGWINDOW(ss, 10)"},
+                {"input",
+                 {{"telemetry",
+                   {{{"device_id", "a"}, {"temp", 20}, {"ts", 1000}},
+                    {{"device_id", "a"}, {"temp", 30}, {"ts", 11000}}}}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto out = json::parse(r.body);
+  ASSERT_EQ(out["outputs"].size(), 1u) << r.body;
+  EXPECT_EQ(out["outputs"][0], (json::array({{{"device_id", "a"}, {"t", 20.0}}}))) << r.body;
+}
+
 }  // namespace
 }  // namespace verge::testing
