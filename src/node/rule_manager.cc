@@ -207,7 +207,6 @@ void RuleManager::OnReadings(std::span<const data::Reading> readings) {
       continue;
     }
     queue_.push_back(std::move(e));
-    ++enqueued_;
   }
   queue_cv_.notify_one();
 }
@@ -232,7 +231,6 @@ void RuleManager::OnMqttMessage(std::string_view topic, std::string_view payload
       continue;
     }
     queue_.push_back(Event{Event::Source::kMqtt, std::string(topic), std::move(r), now, enq});
-    ++enqueued_;
   }
   queue_cv_.notify_one();
 }
@@ -247,7 +245,6 @@ void RuleManager::PublishMemory(const std::string& topic, const std::vector<rule
       continue;
     }
     queue_.push_back(Event{Event::Source::kMemory, topic, r, now, enq});
-    ++enqueued_;
   }
   queue_cv_.notify_one();
 }
@@ -292,9 +289,6 @@ void RuleManager::Run() {
       retired.swap(retired_);
     }
     retired.clear();  // joins
-    std::lock_guard lock(queue_mu_);
-    processed_ += n;
-    queue_cv_.notify_all();
   }
 }
 
@@ -742,23 +736,6 @@ Result<nlohmann::json> RuleManager::GetJson(const std::string& name) const {
   auto it = rules_.find(name);
   if (it == rules_.end()) return Error(Code::kNotFound, "no rule {}", name);
   return JsonLocked(*it->second);
-}
-
-void RuleManager::Drain() {
-  {
-    std::unique_lock lock(queue_mu_);
-    uint64_t target = enqueued_;
-    queue_cv_.wait(lock, [&] { return stopping_ || processed_ >= target; });
-  }
-  // Emissions of closed windows come on ticks; actions deliver on their own threads.
-  std::vector<ActionRunner*> runners;
-  {
-    std::lock_guard lock(mu_);
-    for (auto& [name, m] : rules_) {
-      for (auto& a : m->actions) runners.push_back(a.get());
-    }
-  }
-  for (ActionRunner* r : runners) r->Drain();
 }
 
 }  // namespace verge::node

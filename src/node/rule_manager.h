@@ -101,10 +101,6 @@ class RuleManager {
   // lock held: it must not call back) whenever they change.
   void OnSubscriptions(std::function<void(std::set<std::string>)> fn);
 
-  // Waits until every event queued so far is processed and every action queue is empty
-  // (tests).
-  void Drain();
-
  private:
   struct Managed;
   struct Event;
@@ -141,8 +137,6 @@ class RuleManager {
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::deque<Event> queue_;  // GUARDED_BY(queue_mu_)
-  uint64_t enqueued_ = 0;    // GUARDED_BY(queue_mu_)
-  uint64_t processed_ = 0;   // GUARDED_BY(queue_mu_)
   uint64_t dropped_ = 0;     // GUARDED_BY(queue_mu_): events the queue had no room for
   bool stopping_ = false;    // GUARDED_BY(queue_mu_)
   std::thread thread_;
