@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "api_fixture.h"
 #include "cloud/api_json.h"
 #include "cloud/device_credentials.h"
 #include "cloud/store_sqlite.h"
@@ -17,46 +18,15 @@ namespace {
 
 using json = nlohmann::json;
 
-class FakeStream : public LinkStream {
- public:
-  void Send(std::string frame) override {
-    v1::Envelope env;
-    ASSERT_TRUE(env.ParseFromString(frame));
-    sent.push_back(env);
-  }
-  void Close() override { closed = true; }
-  std::vector<v1::Envelope> sent;
-  bool closed = false;
-};
-
-class ApiTest : public ::testing::Test {
+class ApiTest : public CloudApiTest {
  protected:
   void SetUp() override {
-    store_ = std::move(SqliteStore::Open(":memory:")).value();
-    ca_.emplace(std::move(pki::CertificateAuthority::Create("ca", 10)).value());
-    tokens_ = std::make_unique<TokenService>(*store_, clock_, *pki::Fingerprint(ca_->cert_pem()));
-    admin_ = **tokens_->EnsureAdminToken();
-    registry_ = std::make_unique<Registry>(*store_, clock_, RegistryOptions{});
-    ASSERT_TRUE(registry_->Load().ok());
-    telemetry_ = std::make_unique<TelemetryWriter>(*store_);
-    link_ = std::make_unique<LinkService>(*registry_, *store_, *telemetry_, clock_);
-    devices_ = std::make_unique<DeviceService>(*store_, *registry_, *link_, clock_);
-    rules_ = std::make_unique<RuleService>(*store_, *registry_, *link_, clock_);
-    registry_->SetLabelsObserver(rules_.get());
-    api_ = std::make_unique<Api>(*registry_, *tokens_, *link_, *devices_, *rules_, *telemetry_,
-                                 *store_, clock_);
+    CloudApiTest::SetUp();
     join_ = std::make_unique<JoinService>(*registry_, *tokens_, *ca_, 30, clock_);
   }
-
-  http::Response Call(std::string method, std::string target, std::string body = "",
-                      std::string token = "") {
-    http::Request req;
-    req.method = std::move(method);
-    req.target = std::move(target);
-    req.body = std::move(body);
-    req.headers["authorization"] = "Bearer " + (token.empty() ? admin_ : token);
-    http::ParseTarget(req);
-    return api_->Handle(req);
+  std::string CaFingerprint() override {
+    ca_.emplace(std::move(pki::CertificateAuthority::Create("ca", 10)).value());
+    return *pki::Fingerprint(ca_->cert_pem());
   }
 
   // Joins `name` through the join handler; returns the issued certificate's serial.
@@ -80,17 +50,7 @@ class ApiTest : public ::testing::Test {
     return json::parse(res.body)["token"];
   }
 
-  FakeClock clock_;
-  std::unique_ptr<SqliteStore> store_;
   std::optional<pki::CertificateAuthority> ca_;
-  std::unique_ptr<TokenService> tokens_;
-  std::string admin_;
-  std::unique_ptr<Registry> registry_;
-  std::unique_ptr<TelemetryWriter> telemetry_;
-  std::unique_ptr<LinkService> link_;
-  std::unique_ptr<DeviceService> devices_;
-  std::unique_ptr<RuleService> rules_;
-  std::unique_ptr<Api> api_;
   std::unique_ptr<JoinService> join_;
 };
 
@@ -376,31 +336,7 @@ v1::UplinkBatch Batch(uint64_t seq, const std::string& device, const std::string
 
 class LinkDataTest : public ApiTest {
  protected:
-  struct Link {
-    std::shared_ptr<FakeStream> stream;
-    std::shared_ptr<LinkService::Connection> conn;
-    // Envelopes of one kind sent to the node so far.
-    std::vector<v1::Envelope> Sent(v1::Envelope::BodyCase kind) const {
-      std::vector<v1::Envelope> out;
-      for (const auto& e : stream->sent) {
-        if (e.body_case() == kind) out.push_back(e);
-      }
-      return out;
-    }
-    std::vector<uint64_t> Acked() const {
-      std::vector<uint64_t> out;
-      for (const auto& e : Sent(v1::Envelope::kUplinkAck)) {
-        for (auto s : e.uplink_ack().seqs()) out.push_back(s);
-      }
-      return out;
-    }
-    void Send(const v1::Envelope& env) { conn->OnMessage(env.SerializeAsString()); }
-    void Send(const v1::UplinkBatch& b) {
-      v1::Envelope env;
-      *env.mutable_uplink_batch() = b;
-      Send(env);
-    }
-  };
+  using Link = TestLink;
 
   void SetUp() override {
     ApiTest::SetUp();
@@ -409,21 +345,10 @@ class LinkDataTest : public ApiTest {
   }
 
   Link Connect(const std::string& node, uint64_t desired_version, uint64_t uplink_next_seq = 0) {
-    Link l;
-    l.stream = std::make_shared<FakeStream>();
-    l.conn = link_->Open(l.stream, {node, serials_[node], "ip"});
-    v1::Envelope hello;
-    hello.set_id(1);
-    hello.mutable_hello()->set_node_name(node);
-    hello.mutable_hello()->set_protocol_version(1);
-    hello.mutable_hello()->mutable_resume()->set_desired_version(desired_version);
-    hello.mutable_hello()->mutable_resume()->set_uplink_next_seq(uplink_next_seq);
-    l.Send(hello);
-    EXPECT_FALSE(l.stream->sent.empty());
-    if (!l.stream->sent.empty()) {
-      EXPECT_TRUE(l.stream->sent[0].has_hello_ack());
-    }
-    return l;
+    v1::Hello hello;
+    hello.mutable_resume()->set_desired_version(desired_version);
+    hello.mutable_resume()->set_uplink_next_seq(uplink_next_seq);
+    return OpenLink(node, serials_[node], std::move(hello));
   }
 
   void AddDevice(const std::string& name, const std::string& node) {

@@ -7,11 +7,13 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "api_fixture.h"
 #include "cloud/alerts.h"
 #include "cloud/api.h"
 #include "cloud/rule_spec.h"
 #include "cloud/store_sqlite.h"
 #include "common/compress.h"
+#include "store_fixture.h"
 
 namespace verge::cloud {
 namespace {
@@ -247,27 +249,8 @@ TEST(AlertQueries, ParametersAreCheckedAllAtOnce) {
 
 // ---- The store -----------------------------------------------------------------------------
 
-class RuleStoreTest : public ::testing::Test {
+class RuleStoreTest : public SqliteStoreTest {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("verge-rules-store-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    Reopen();
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  void Reopen() {
-    store_.reset();
-    // A file, so that the telemetry writer and reader have connections of their own.
-    auto s = SqliteStore::Open((dir_ / "verge.db").string());
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    store_ = std::move(s).value();
-  }
   static Rule MakeRule(const std::string& name, Labels selector) {
     Rule r;
     r.name = name;
@@ -281,8 +264,6 @@ class RuleStoreTest : public ::testing::Test {
     r.updated_ms = 2000;
     return r;
   }
-  std::filesystem::path dir_;
-  std::unique_ptr<SqliteStore> store_;
 };
 
 TEST_F(RuleStoreTest, RulesRoundTripAndBumpTheNodesNamed) {
@@ -483,41 +464,10 @@ TEST_F(RuleStoreTest, AlertsAreStoredOnceQueriedNewestFirstAndPruned) {
 
 // ---- The API and the link ------------------------------------------------------------------
 
-class FakeStream : public LinkStream {
- public:
-  void Send(std::string frame) override {
-    v1::Envelope env;
-    ASSERT_TRUE(env.ParseFromString(frame));
-    sent.push_back(env);
-  }
-  void Close() override { closed = true; }
-  std::vector<v1::Envelope> Sent(v1::Envelope::BodyCase kind) const {
-    std::vector<v1::Envelope> out;
-    for (const auto& e : sent) {
-      if (e.body_case() == kind) out.push_back(e);
-    }
-    return out;
-  }
-  std::vector<v1::Envelope> sent;
-  bool closed = false;
-};
-
-class RulesApiTest : public ::testing::Test {
+class RulesApiTest : public CloudApiTest {
  protected:
   void SetUp() override {
-    store_ = std::move(SqliteStore::Open(":memory:")).value();
-    ca_fingerprint_ = std::string(64, 'a');
-    tokens_ = std::make_unique<TokenService>(*store_, clock_, ca_fingerprint_);
-    admin_ = **tokens_->EnsureAdminToken();
-    registry_ = std::make_unique<Registry>(*store_, clock_, RegistryOptions{});
-    ASSERT_TRUE(registry_->Load().ok());
-    telemetry_ = std::make_unique<TelemetryWriter>(*store_);
-    link_ = std::make_unique<LinkService>(*registry_, *store_, *telemetry_, clock_);
-    devices_ = std::make_unique<DeviceService>(*store_, *registry_, *link_, clock_);
-    rules_ = std::make_unique<RuleService>(*store_, *registry_, *link_, clock_);
-    registry_->SetLabelsObserver(rules_.get());
-    api_ = std::make_unique<Api>(*registry_, *tokens_, *link_, *devices_, *rules_, *telemetry_,
-                                 *store_, clock_);
+    CloudApiTest::SetUp();
     for (const char* n : {"edge-1", "edge-2", "edge-3"}) {
       ASSERT_TRUE(registry_->AddJoined(n, std::string("serial-") + n, 0, "ip").ok());
     }
@@ -526,15 +476,6 @@ class RulesApiTest : public ::testing::Test {
     Label("edge-3", {{"site", "plant-2"}});
   }
 
-  http::Response Call(std::string method, std::string target, std::string body = "") {
-    http::Request req;
-    req.method = std::move(method);
-    req.target = std::move(target);
-    req.body = std::move(body);
-    req.headers["authorization"] = "Bearer " + admin_;
-    http::ParseTarget(req);
-    return api_->Handle(req);
-  }
   json CallJson(std::string method, std::string target, std::string body = "",
                 int want_status = 200) {
     auto res = Call(std::move(method), std::move(target), std::move(body));
@@ -551,62 +492,15 @@ class RulesApiTest : public ::testing::Test {
     return out;
   }
 
-  struct Link {
-    std::shared_ptr<FakeStream> stream;
-    std::shared_ptr<LinkService::Connection> conn;
-    void Send(const v1::Envelope& env) { conn->OnMessage(env.SerializeAsString()); }
-    void Send(const v1::UplinkBatch& b) {
-      v1::Envelope env;
-      *env.mutable_uplink_batch() = b;
-      Send(env);
-    }
-    std::vector<uint64_t> Acked() const {
-      std::vector<uint64_t> out;
-      for (const auto& e : stream->Sent(v1::Envelope::kUplinkAck)) {
-        for (auto s : e.uplink_ack().seqs()) out.push_back(s);
-      }
-      return out;
-    }
-    std::vector<v1::DesiredState> States() const {
-      std::vector<v1::DesiredState> out;
-      for (const auto& e : stream->Sent(v1::Envelope::kDesiredState)) {
-        out.push_back(e.desired_state());
-      }
-      return out;
-    }
-  };
+  using Link = TestLink;
   Link Connect(const std::string& node, uint64_t desired_version, const Labels& labels = {},
-               std::vector<std::string> features = {}) {
-    Link l;
-    l.stream = std::make_shared<FakeStream>();
-    l.conn = link_->Open(l.stream, {node, "serial-" + node, "ip"});
-    v1::Envelope hello;
-    hello.set_id(1);
-    auto* h = hello.mutable_hello();
-    h->set_node_name(node);
-    h->set_protocol_version(1);
-    h->mutable_resume()->set_desired_version(desired_version);
-    for (const auto& [k, v] : labels) (*h->mutable_info()->mutable_labels())[k] = v;
-    for (const auto& f : features) h->add_features(f);
-    l.Send(hello);
-    EXPECT_FALSE(l.stream->sent.empty());
-    if (!l.stream->sent.empty()) {
-      EXPECT_TRUE(l.stream->sent[0].has_hello_ack());
-    }
-    return l;
+               const std::vector<std::string>& features = {}) {
+    v1::Hello hello;
+    hello.mutable_resume()->set_desired_version(desired_version);
+    for (const auto& [k, v] : labels) (*hello.mutable_info()->mutable_labels())[k] = v;
+    for (const auto& f : features) hello.add_features(f);
+    return OpenLink(node, "serial-" + node, std::move(hello));
   }
-
-  FakeClock clock_;
-  std::unique_ptr<SqliteStore> store_;
-  std::string ca_fingerprint_;
-  std::unique_ptr<TokenService> tokens_;
-  std::string admin_;
-  std::unique_ptr<Registry> registry_;
-  std::unique_ptr<TelemetryWriter> telemetry_;
-  std::unique_ptr<LinkService> link_;
-  std::unique_ptr<DeviceService> devices_;
-  std::unique_ptr<RuleService> rules_;
-  std::unique_ptr<Api> api_;
 };
 
 TEST_F(RulesApiTest, ApplyCreatesThenChangesNothingThenReplaces) {

@@ -3,30 +3,13 @@
 #include <filesystem>
 
 #include "cloud/store_sqlite.h"
+#include "store_fixture.h"
 
 namespace verge::cloud {
 namespace {
 
-class StoreTest : public ::testing::Test {
+class StoreTest : public SqliteStoreTest {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("verge-store-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    Reopen();
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  void Reopen() {
-    store_.reset();
-    auto s = SqliteStore::Open((dir_ / "verge.db").string());
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    store_ = std::move(s).value();
-  }
   static Node MakeNode(const std::string& name) {
     Node n;
     n.name = name;
@@ -40,8 +23,6 @@ class StoreTest : public ::testing::Test {
     n.status_since_ms = 1000;
     return n;
   }
-  std::filesystem::path dir_;
-  std::unique_ptr<SqliteStore> store_;
 };
 
 TEST_F(StoreTest, NodesRoundTripAcrossReopen) {

@@ -14,6 +14,7 @@
 #include "cloud/telemetry_codec.h"
 #include "cloud/telemetry_query.h"
 #include "common/compress.h"
+#include "store_fixture.h"
 
 namespace verge::cloud {
 namespace {
@@ -370,21 +371,8 @@ TEST(QueryTime, FormatsWithTheFractionDigitsNeeded) {
 
 // ---- Store, writer and queries --------------------------------------------------------------
 
-class TelemetryStoreTest : public ::testing::Test {
+class TelemetryStoreTest : public SqliteStoreTest {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("verge-telemetry-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    store_ = std::move(SqliteStore::Open((dir_ / "verge.db").string())).value();
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
   static Store::UplinkRecord Record(const std::string& node, v1::UplinkBatch b) {
     auto d = DecodeUplink(b);
     EXPECT_TRUE(d.ok()) << d.status().message();
@@ -423,9 +411,6 @@ class TelemetryStoreTest : public ::testing::Test {
     EXPECT_TRUE(pts.ok()) << pts.status().message();
     return pts.ok() ? *pts : std::vector<Point>();
   }
-
-  std::filesystem::path dir_;
-  std::unique_ptr<SqliteStore> store_;
 };
 
 TEST_F(TelemetryStoreTest, StoresEachSeqOnceEvenWithinOneGroup) {
