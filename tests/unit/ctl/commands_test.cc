@@ -12,6 +12,7 @@
 
 #include "common/fs.h"
 #include "common/pki.h"
+#include "ctl_harness.h"
 
 namespace verge::ctl {
 namespace {
@@ -31,29 +32,6 @@ TEST(LabelArgs, RejectsWhatItCannotRead) {
     EXPECT_EQ(labels.status().code(), Code::kInvalidArgument);
   }
   EXPECT_NE(ParseLabelArgs({"plain"}).status().message().find("KEY=VALUE"), std::string::npos);
-}
-
-// Runs vergectl in-process with an environment that has no config anywhere.
-struct RunResult {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-RunResult RunCtl(std::vector<std::string> args,
-                 const std::map<std::string, std::string>& env = {{"HOME", "/nonexistent"}}) {
-  args.insert(args.begin(), "vergectl");
-  std::vector<const char*> argv;
-  argv.reserve(args.size());
-  for (const auto& a : args) argv.push_back(a.c_str());
-  EnvLookup lookup = [env](std::string_view name) -> std::optional<std::string> {
-    auto it = env.find(std::string(name));
-    if (it == env.end()) return std::nullopt;
-    return it->second;
-  };
-  std::ostringstream out, err;
-  int code = Run(static_cast<int>(argv.size()), argv.data(), lookup, out, err);
-  return {code, out.str(), err.str()};
 }
 
 TEST(Run, VersionNeedsNoConfig) {

@@ -11,6 +11,7 @@
 #include "common/fs.h"
 #include "ctl/commands.h"
 #include "ctl/output.h"
+#include "ctl_harness.h"
 
 namespace verge::ctl {
 namespace {
@@ -101,25 +102,6 @@ TEST(Output, DeviceAndPointTables) {
             "2023-11-14T22:13:20.5Z   d1       temp     21.5\n");
 }
 
-struct RunResult {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-RunResult RunCtl(std::vector<std::string> args) {
-  args.insert(args.begin(), "vergectl");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  EnvLookup env = [](std::string_view name) -> std::optional<std::string> {
-    if (name == "HOME") return "/nonexistent";
-    return std::nullopt;
-  };
-  std::ostringstream out, err;
-  int code = Run(static_cast<int>(argv.size()), argv.data(), env, out, err);
-  return {code, out.str(), err.str()};
-}
-
 TEST(DataCommands, UsageErrorsExitTwo) {
   EXPECT_EQ(RunCtl({"devices"}).code, 2);
   EXPECT_EQ(RunCtl({"devices", "add"}).code, 2);
@@ -130,41 +112,6 @@ TEST(DataCommands, UsageErrorsExitTwo) {
   EXPECT_EQ(RunCtl({"data", "query", "--device", "d", "--step", "often", "--agg", "avg"}).code, 2);
   EXPECT_EQ(RunCtl({"data", "query", "--device", "d", "--limit", "0"}).code, 2);
 }
-
-// A real verge-cloud in this process, and vergectl pointed at it through its vergectl.yaml.
-class AgainstCloud : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "vergectl-cloud-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    cloud::CloudConfig cfg;
-    cfg.data_dir = dir_;
-    cfg.api_listen = "127.0.0.1:0";
-    cfg.link_listen = "127.0.0.1:0";
-    cfg.io_threads = 1;
-    cfg.log_level = "warn";
-    server_ = std::make_unique<cloud::Server>(cfg, clock_);
-    auto st = server_->Start();
-    ASSERT_TRUE(st.ok()) << st.message();
-    ASSERT_TRUE(server_->registry().AddJoined("edge-1", "01", 0, "127.0.0.1").ok());
-  }
-  void TearDown() override {
-    if (server_) server_->Stop();
-    server_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  RunResult Ctl(std::vector<std::string> args) {
-    args.push_back("--config");
-    args.push_back(dir_ + "/vergectl.yaml");
-    return RunCtl(std::move(args));
-  }
-
-  SystemClock clock_;
-  std::string dir_;
-  std::unique_ptr<cloud::Server> server_;
-};
 
 TEST_F(AgainstCloud, DevicesAddPrintsNameAndTokenOnceThenListGetTokenDelete) {
   auto add = Ctl({"devices", "add", "d1", "--node", "edge-1", "--labels", "line=3", "-o", "json"});

@@ -9,6 +9,7 @@
 #include "common/fs.h"
 #include "ctl/commands.h"
 #include "ctl/output.h"
+#include "ctl_harness.h"
 
 namespace verge::ctl {
 namespace {
@@ -113,63 +114,14 @@ TEST(Output, RuleStatusAndAlertTables) {
   EXPECT_EQ(FormatMicros(2'500'000), "2.5s");
 }
 
-struct RunResult {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-// A real verge-cloud in this process, and vergectl pointed at it through its vergectl.yaml.
-class RulesAgainstCloud : public ::testing::Test {
+// Two nodes; edge-1 at site plant-1.
+class RulesAgainstCloud : public AgainstCloud {
  protected:
   void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "vergectl-rules-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    cloud::CloudConfig cfg;
-    cfg.data_dir = dir_;
-    cfg.api_listen = "127.0.0.1:0";
-    cfg.link_listen = "127.0.0.1:0";
-    cfg.io_threads = 1;
-    cfg.log_level = "warn";
-    server_ = std::make_unique<cloud::Server>(cfg, clock_);
-    auto st = server_->Start();
-    ASSERT_TRUE(st.ok()) << st.message();
-    for (const char* n : {"edge-1", "edge-2"}) {
-      ASSERT_TRUE(server_->registry().AddJoined(n, "01", 0, "127.0.0.1").ok());
-    }
+    AgainstCloud::SetUp();
     ASSERT_TRUE(server_->registry().PatchLabels("edge-1", {{"site", "plant-1"}}).ok());
   }
-  void TearDown() override {
-    if (server_) server_->Stop();
-    server_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  RunResult Ctl(std::vector<std::string> args, const std::string& stdin_text = "") {
-    args.insert(args.begin(), "vergectl");
-    args.push_back("--config");
-    args.push_back(dir_ + "/vergectl.yaml");
-    std::vector<const char*> argv;
-    for (const auto& a : args) argv.push_back(a.c_str());
-    EnvLookup env = [](std::string_view name) -> std::optional<std::string> {
-      if (name == "HOME") return "/nonexistent";
-      return std::nullopt;
-    };
-    std::ostringstream out, err;
-    std::istringstream in(stdin_text);
-    int code = ctl::Run(static_cast<int>(argv.size()), argv.data(), env, out, err, in);
-    return {code, out.str(), err.str()};
-  }
-  std::string WriteFile(const std::string& name, const std::string& text) {
-    std::string path = dir_ + "/" + name;
-    EXPECT_TRUE(WriteFileAtomic(path, text).ok());
-    return path;
-  }
-
-  SystemClock clock_;
-  std::string dir_;
-  std::unique_ptr<cloud::Server> server_;
+  std::vector<std::string> Nodes() const override { return {"edge-1", "edge-2"}; }
 };
 
 constexpr const char* kTwoRules = R"(apiVersion: verge/v1
