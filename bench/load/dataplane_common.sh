@@ -6,8 +6,9 @@
 # of every process it starts and stops only those (dp_cleanup), and deletes only its own
 # nftables table.
 #
-# The caller sets before sourcing: BIN (directory with verge-cloud, verge-node, vergectl,
-# verge-devsim), PY (python3), WORK (a fresh directory of its own).
+# The caller sets BIN (directory with verge-cloud, verge-node, vergectl, verge-devsim) and PY
+# (python3), and WORK (a fresh directory of its own, e.g. from dp_snapshot) before using the
+# functions.
 
 DP_CLOUD_PID=""
 DP_NODE_PID=""
@@ -16,6 +17,22 @@ DP_NFT_TABLE=verge_dpbench_$$
 DP_HAVE_NFT=0
 
 dp_log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+# dp_snapshot NAME BINARY...: checks that BIN has every BINARY, makes WORK (a fresh
+# $TMPDIR/verge-NAME.XXXXXX) and copies them to WORK/bin, which becomes BIN: a rebuild during the
+# run must not change what is measured. Sets BUILT to their build times, for the report.
+dp_snapshot() {
+  local name=$1 b
+  shift
+  for b in "$@"; do
+    [[ -x "$BIN/$b" ]] || { echo "$(basename "$0"): $BIN/$b missing" >&2; exit 2; }
+  done
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/verge-$name.XXXXXX")
+  mkdir -p "$WORK/bin"
+  for b in "$@"; do cp "$BIN/$b" "$WORK/bin/$b"; done
+  BUILT=$(cd "$BIN" && ls -l --time-style=+%FT%T "$@" | awk '{printf "%s %s; ", $7, $6}')
+  BIN=$WORK/bin
+}
 dp_die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 dp_now_ns() { date +%s%N; }
 dp_load() { cut -d' ' -f1-3 /proc/loadavg; }

@@ -60,19 +60,11 @@ DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-1800}
 POLL_MS=${POLL_MS:-50}
 TOTAL=$((DEVICES * PER_DEVICE))
 
-for b in verge-cloud verge-node vergectl verge-devsim; do
-  [[ -x "$BIN/$b" ]] || { echo "drain.sh: $BIN/$b missing" >&2; exit 2; }
-done
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/verge-drain.XXXXXX")
-# Snapshot the binaries: a rebuild during the run must not change what is measured.
-mkdir -p "$WORK/bin"
-for b in verge-cloud verge-node vergectl verge-devsim; do cp "$BIN/$b" "$WORK/bin/$b"; done
-BUILT=$(cd "$BIN" && ls -l --time-style=+%FT%T verge-cloud verge-node verge-devsim | awk '{printf "%s %s; ", $7, $6}')
-BIN=$WORK/bin
-OUT=${OUT:-$WORK/results}
-mkdir -p "$OUT"
 # shellcheck source=bench/load/dataplane_common.sh
 source "$ROOT/bench/load/dataplane_common.sh"
+dp_snapshot drain verge-cloud verge-node vergectl verge-devsim
+OUT=${OUT:-$WORK/results}
+mkdir -p "$OUT"
 
 cleanup() {
   dp_cleanup

@@ -34,16 +34,10 @@ CONNECTIONS=${CONNECTIONS:-4}
 IDLE_S=${IDLE_S:-30}
 LOAD_S=${LOAD_S:-60}
 
-for b in verge-cloud verge-node vergectl verge-devsim verge-rss-floor; do
-  [[ -x "$BIN/$b" ]] || { echo "node_rss.sh: $BIN/$b missing" >&2; exit 2; }
-done
 command -v mosquitto >/dev/null || { echo "node_rss.sh: mosquitto missing" >&2; exit 2; }
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/verge-node-rss.XXXXXX")
-mkdir -p "$WORK/bin"
-for b in verge-cloud verge-node vergectl verge-devsim verge-rss-floor; do cp "$BIN/$b" "$WORK/bin/$b"; done
-BIN=$WORK/bin
 # shellcheck source=bench/load/dataplane_common.sh
 source "$ROOT/bench/load/dataplane_common.sh"
+dp_snapshot node-rss verge-cloud verge-node vergectl verge-devsim verge-rss-floor
 
 MQ_PID=""
 FLOOR_PID=""

@@ -47,21 +47,12 @@ DEVICE=${DEVICE:-pump}
 PHASES=${PHASES:-rule,direct}
 RULE_NAME=trip-latency
 
-for b in verge-cloud verge-node vergectl verge-rule-latency-bench; do
-  [[ -x "$BIN/$b" ]] || { echo "rule_latency.sh: $BIN/$b missing" >&2; exit 2; }
-done
 [[ -x /usr/sbin/mosquitto ]] || { echo "rule_latency.sh: /usr/sbin/mosquitto missing" >&2; exit 2; }
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/verge-rulelat.XXXXXX")
-# Snapshot the binaries: a rebuild during the run must not change what is measured.
-mkdir -p "$WORK/bin"
-for b in verge-cloud verge-node vergectl verge-rule-latency-bench; do cp "$BIN/$b" "$WORK/bin/$b"; done
-BUILT=$(cd "$BIN" && ls -l --time-style=+%FT%T verge-cloud verge-node verge-rule-latency-bench |
-  awk '{printf "%s %s; ", $7, $6}')
-BIN=$WORK/bin
-OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/verge-rulelat-results.XXXXXX")}
-mkdir -p "$OUT"
 # shellcheck source=bench/load/dataplane_common.sh
 source "$ROOT/bench/load/dataplane_common.sh"
+dp_snapshot rulelat verge-cloud verge-node vergectl verge-rule-latency-bench
+OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/verge-rulelat-results.XXXXXX")}
+mkdir -p "$OUT"
 
 cleanup() {
   dp_cleanup

@@ -62,18 +62,11 @@ BATCH_MAX_AGE=${BATCH_MAX_AGE:-}
 BATCH_MAX_READINGS=${BATCH_MAX_READINGS:-}
 TOTAL=$((DEVICES * PER_DEVICE))
 
-for b in verge-cloud verge-node vergectl verge-devsim; do
-  [[ -x "$BIN/$b" ]] || { echo "uplink_bytes.sh: $BIN/$b missing" >&2; exit 2; }
-done
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/verge-uplink-bytes.XXXXXX")
-mkdir -p "$WORK/bin"
-for b in verge-cloud verge-node vergectl verge-devsim; do cp "$BIN/$b" "$WORK/bin/$b"; done
-BUILT=$(cd "$BIN" && ls -l --time-style=+%FT%T verge-cloud verge-node verge-devsim | awk '{printf "%s %s; ", $7, $6}')
-BIN=$WORK/bin
-OUT=${OUT:-$WORK/results}
-mkdir -p "$OUT"
 # shellcheck source=bench/load/dataplane_common.sh
 source "$ROOT/bench/load/dataplane_common.sh"
+dp_snapshot uplink-bytes verge-cloud verge-node vergectl verge-devsim
+OUT=${OUT:-$WORK/results}
+mkdir -p "$OUT"
 
 cleanup() {
   dp_cleanup
