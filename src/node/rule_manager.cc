@@ -143,7 +143,7 @@ Status RuleManager::Start() {
       StartLocked(*m, nullptr);
       rules_[m->name] = std::move(m);
     }
-    SubscriptionsChangedLocked();
+    SourcesChangedLocked();
   }
   {
     std::lock_guard lock(queue_mu_);
@@ -175,7 +175,8 @@ void RuleManager::Stop() {
 // ---- inputs ----------------------------------------------------------------------------------
 
 void RuleManager::OnReadings(std::span<const data::Reading> readings) {
-  if (readings.empty()) return;
+  // The pipeline calls this for every reading: without a rule on telemetry it costs nothing.
+  if (readings.empty() || !telemetry_wanted_.load(std::memory_order_relaxed)) return;
   int64_t now = clock_.WallMs();
   int64_t enq = SteadyUs();
   std::vector<Event> events;
@@ -435,13 +436,18 @@ void RuleManager::DropCheckpointLocked(const std::string& name) {
   if (st.ok()) (void)st->Bind(1, name).Run();
 }
 
-void RuleManager::SubscriptionsChangedLocked() {
+void RuleManager::SourcesChangedLocked() {
   std::set<std::string> filters;
+  bool telemetry = false;
   for (const auto& [name, m] : rules_) {
-    if (m->rule && m->spec.from.name != rules::kTelemetryStream &&
-        m->spec.from.typed.type == "mqtt")
+    if (!m->rule) continue;
+    if (m->spec.from.name == rules::kTelemetryStream) {
+      telemetry = true;
+    } else if (m->spec.from.typed.type == "mqtt") {
       filters.insert(m->spec.from.typed.datasource);
+    }
   }
+  telemetry_wanted_ = telemetry;
   if (filters == subscriptions_) return;
   subscriptions_ = filters;
   if (on_subscriptions_) on_subscriptions_(std::move(filters));
@@ -541,7 +547,7 @@ void RuleManager::SetCloudRules(const google::protobuf::RepeatedPtrField<v1::Rul
       ++it;
     }
   }
-  SubscriptionsChangedLocked();
+  SourcesChangedLocked();
   ++status_version_;
 }
 
@@ -587,7 +593,7 @@ Status RuleManager::PutLocal(const nlohmann::json& body, bool replace, rules::Pa
   VERGE_RETURN_IF_ERROR(SaveLocalLocked(*m));
   StartLocked(*m, carry ? &carried : nullptr);
   rules_[name] = std::move(m);
-  SubscriptionsChangedLocked();
+  SourcesChangedLocked();
   return Status::Ok();
 }
 
@@ -605,7 +611,7 @@ Status RuleManager::DeleteLocal(const std::string& name) {
   StopLocked(*it->second, false);
   DropCheckpointLocked(name);
   rules_.erase(it);
-  SubscriptionsChangedLocked();
+  SourcesChangedLocked();
   return Status::Ok();
 }
 
@@ -636,7 +642,7 @@ Status RuleManager::Control(const std::string& name, const std::string& op) {
     return Error(Code::kInvalidArgument, "unknown operation {}: use start, stop or restart", op);
   }
   VERGE_RETURN_IF_ERROR(SaveLocalLocked(m));
-  SubscriptionsChangedLocked();
+  SourcesChangedLocked();
   return Status::Ok();
 }
 

@@ -114,7 +114,7 @@ class RuleManager {
   void StopLocked(Managed& m, bool checkpoint);
   void CheckpointLocked(Managed& m);
   void DropCheckpointLocked(const std::string& name);
-  void SubscriptionsChangedLocked();
+  void SourcesChangedLocked();
   v1::RuleStatus StatusLocked(const Managed& m) const;
   nlohmann::json JsonLocked(const Managed& m) const;
   Status SaveLocalLocked(const Managed& m);
@@ -141,6 +141,8 @@ class RuleManager {
   bool stopping_ = false;    // GUARDED_BY(queue_mu_)
   std::thread thread_;
   std::atomic<uint64_t> status_version_{0};
+  // A running rule reads `telemetry` (set with mu_ held, read by the pipeline).
+  std::atomic<bool> telemetry_wanted_{false};
   bool started_ = false;
 };
 
