@@ -162,6 +162,35 @@ class ModbusSink : public ActionSink {
   ActionHooks hooks_;
 };
 
+class FunctionSink : public ActionSink {
+ public:
+  FunctionSink(const ActionSpec& spec, const ActionHooks& hooks) : spec_(spec), hooks_(hooks) {}
+  Status Deliver(const ActionOutput& out) override {
+    if (!hooks_.function)
+      return Error(Code::kUnavailable, "function {} is not running on this node", spec_.function);
+    std::vector<Row> produced;
+    for (const Row& row : out.rows) {
+      auto rows = hooks_.function(spec_.function, rules::ToNlohmann(row));
+      if (!rows.ok()) {
+        // The function is not loaded (yet): worth another try. Its own errors (a Lua error, a
+        // limit) would repeat with the same row.
+        if (rows.status().code() == Code::kUnavailable) return rows.status();
+        return Status(Code::kInvalidArgument,
+                      fmt::format("function {}: {}", spec_.function, rows.status().message()));
+      }
+      for (const nlohmann::json& r : *rows) produced.push_back(rules::FromJson(r));
+    }
+    if (spec_.topic.empty() || produced.empty()) return Status::Ok();
+    if (!hooks_.memory) return Error(Code::kUnavailable, "memory streams are not available");
+    hooks_.memory(spec_.topic, produced);
+    return Status::Ok();
+  }
+
+ private:
+  ActionSpec spec_;
+  ActionHooks hooks_;
+};
+
 }  // namespace
 
 std::string ExpandTemplate(std::string_view text, const Row& row) {
@@ -197,6 +226,8 @@ std::unique_ptr<ActionSink> MakeSink(const std::string& rule, const ActionSpec& 
       return std::make_unique<AlertSink>(rule, spec, hooks);
     case ActionKind::kModbus:
       return std::make_unique<ModbusSink>(spec, hooks);
+    case ActionKind::kFunction:
+      return std::make_unique<FunctionSink>(spec, hooks);
   }
   return std::make_unique<LogSink>(rule, spec);
 }

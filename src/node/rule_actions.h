@@ -11,6 +11,11 @@
 // rows. {{.column}} in an MQTT topic or a webhook URL is replaced by that column of the row
 // (of the first row without sendSingle); a missing column is an empty string.
 //
+// A `function` action calls a function app of the node once per row (also without
+// sendSingle) and sends the rows it returns to its memory topic (or drops them when it has
+// none). One delivery is all of its rows: if one call fails, nothing is published and the
+// delivery fails; only "not running on this node" is retried.
+//
 // Thread-safety: ActionRunner is thread-safe. Sinks are called on their runner's thread only.
 #pragma once
 
@@ -21,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -38,6 +44,13 @@ struct ActionOutput {
   std::vector<rules::Row> rows;
 };
 
+// Runs the function app `app` of the node on one event (the row as a JSON object) and returns
+// the rows it produced. kUnavailable "function APP is not running on this node" when it is not
+// loaded (the action retries); any other error is the function's (not retried). On the node:
+// runtime::FunctionRuntime::Call.
+using FunctionCall = std::function<Result<std::vector<nlohmann::json>>(
+    const std::string& app, const nlohmann::json& event)>;
+
 // What actions need from the rest of the node. Each may be empty (the action then fails with
 // kUnavailable and says why).
 struct ActionHooks {
@@ -47,6 +60,7 @@ struct ActionHooks {
   std::function<Status(const rules::ActionSpec& spec, double value)> modbus;
   // Rows into a memory topic (other rules' streams); never blocks.
   std::function<void(const std::string& topic, const std::vector<rules::Row>& rows)> memory;
+  FunctionCall function;
 };
 
 class ActionSink {

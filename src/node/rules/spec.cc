@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <set>
 
 namespace verge::rules {
@@ -112,14 +113,24 @@ void ParseAction(const json& item, size_t index, std::vector<ActionSpec>& out,
   std::string path = fmt::format("actions[{}]", index);
   if (!item.is_object() || item.size() != 1) {
     errors.push_back(fmt::format(
-        "{}: must be an object with one key: alert, mqtt, webhook, modbus, log or memory", path));
+        "{}: must be an object with one key: alert, mqtt, webhook, modbus, log, memory or "
+        "function",
+        path));
     return;
   }
   const std::string kind = item.begin().key();
-  const json& body = item.begin().value();
+  const json* raw = &item.begin().value();
   path += "." + kind;
+  // The short form of a function action: {"function": "APP"}.
+  json short_form;
+  if (kind == "function" && raw->is_string()) {
+    short_form = json{{"name", *raw}};
+    raw = &short_form;
+  }
+  const json& body = *raw;
   if (!body.is_object() && !body.is_null()) {
-    errors.push_back(fmt::format("{}: must be an object", path));
+    errors.push_back(fmt::format("{}: must be an object{}", path,
+                                 kind == "function" ? " or the name of an app" : ""));
     return;
   }
   static const json kEmpty = json::object();
@@ -196,10 +207,21 @@ void ParseAction(const json& item, size_t index, std::vector<ActionSpec>& out,
     f.String("topic", a.topic, true);
     if (a.topic == kTelemetryStream)
       errors.push_back(fmt::format("{}.topic: \"telemetry\" is the node's own stream", path));
+  } else if (kind == "function") {
+    a.kind = ActionKind::kFunction;
+    f.String("name", a.function, true);
+    if (!a.function.empty() && !IsValidAppName(a.function))
+      errors.push_back(fmt::format(
+          "{}.name: \"{}\" is not an app name (1-63 characters of a-z 0-9 -, starting and "
+          "ending with a letter or digit)",
+          path, a.function));
+    f.String("topic", a.topic);
+    if (a.topic == kTelemetryStream)
+      errors.push_back(fmt::format("{}.topic: \"telemetry\" is the node's own stream", path));
   } else {
-    errors.push_back(
-        fmt::format("{}: unknown action \"{}\": use alert, mqtt, webhook, modbus, log or memory",
-                    fmt::format("actions[{}]", index), kind));
+    errors.push_back(fmt::format(
+        "{}: unknown action \"{}\": use alert, mqtt, webhook, modbus, log, memory or function",
+        fmt::format("actions[{}]", index), kind));
     return;
   }
   int64_t retries = a.retry_count, buffer = static_cast<int64_t>(a.buffer_length);
@@ -239,6 +261,8 @@ std::string_view ActionKindName(ActionKind kind) {
       return "log";
     case ActionKind::kMemory:
       return "memory";
+    case ActionKind::kFunction:
+      return "function";
   }
   return "?";
 }
@@ -251,6 +275,12 @@ bool IsValidRuleName(std::string_view name) {
       return false;
   }
   return true;
+}
+
+bool IsValidAppName(std::string_view name) {
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (name.empty() || name.size() > 63 || !alnum(name.front()) || !alnum(name.back())) return false;
+  return std::all_of(name.begin(), name.end(), [&](char c) { return alnum(c) || c == '-'; });
 }
 
 Result<std::vector<ActionSpec>> ParseActions(const json& actions) {

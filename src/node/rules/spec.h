@@ -26,7 +26,7 @@ inline constexpr std::string_view kTelemetryStream = "telemetry";
 const CreateStream& TelemetryStream();
 std::string_view TelemetryStreamSql();
 
-enum class ActionKind { kAlert, kMqtt, kWebhook, kModbus, kLog, kMemory };
+enum class ActionKind { kAlert, kMqtt, kWebhook, kModbus, kLog, kMemory, kFunction };
 std::string_view ActionKindName(ActionKind kind);
 
 struct ActionSpec {
@@ -42,7 +42,8 @@ struct ActionSpec {
   // alert
   std::string severity = "warning";  // info | warning | critical
   std::string message;
-  // mqtt (topic may hold {{.column}} references), memory (topic, no references)
+  // mqtt (topic may hold {{.column}} references), memory (topic, no references), function
+  // (the memory topic its rows go to; "" discards them)
   std::string topic;
   int qos = 1;
   bool retain = false;
@@ -60,6 +61,8 @@ struct ActionSpec {
   std::optional<double> value;            // ...or a constant
   // log
   std::string level = "info";  // info | warning
+  // function: the function app of the node that each output row is given to
+  std::string function;
 };
 
 struct RuleSpecOptions {
@@ -82,9 +85,13 @@ struct RuleSpec {
 
 // Rule names: 1-64 characters of [A-Za-z0-9_.-], starting with a letter or digit.
 bool IsValidRuleName(std::string_view name);
+// App names (what a function action calls): 1-63 characters of [a-z0-9-], starting and ending
+// with a letter or digit.
+bool IsValidAppName(std::string_view name);
 
 // spec.actions: a non-empty array of objects with exactly one kind key each, e.g.
 // [{"alert": {"severity": "critical"}}, {"mqtt": {"topic": "t", "retryCount": 5}}].
+// A function action may be written short: {"function": "APP"} is {"function": {"name": "APP"}}.
 Result<std::vector<ActionSpec>> ParseActions(const nlohmann::json& actions);
 // spec.options: an object (or null) with lateToleranceMs and checkpointIntervalMs.
 Result<RuleSpecOptions> ParseRuleOptions(const nlohmann::json& options);

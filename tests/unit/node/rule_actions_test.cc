@@ -136,5 +136,112 @@ TEST(RuleActions, WithoutSendSingleAnEmissionIsOneDelivery) {
   EXPECT_EQ(sink->got(), (std::vector<int64_t>{1, 2, 3}));
 }
 
+// A function hook that doubles column i, and answers a failure for row i == `fail_at`.
+struct FakeFunctions {
+  int64_t fail_at = -1;
+  Code fail_code = Code::kInvalidArgument;
+  std::mutex mu;
+  std::vector<std::string> called;  // app names, in order
+  std::vector<std::pair<std::string, std::vector<rules::Row>>> published;
+
+  ActionHooks Hooks() {
+    ActionHooks h;
+    h.function = [this](const std::string& app,
+                        const nlohmann::json& event) -> Result<std::vector<nlohmann::json>> {
+      std::lock_guard lock(mu);
+      called.push_back(app);
+      int64_t i = event.at("i").get<int64_t>();
+      if (i == fail_at) return Error(fail_code, "handler.lua:2: scripted");
+      // Two rows per event, so that several outputs per call are shown to arrive.
+      return std::vector<nlohmann::json>{{{"twice", 2 * i}, {"device_id", event["device_id"]}},
+                                         {{"twice", 2 * i + 1}}};
+    };
+    h.memory = [this](const std::string& topic, const std::vector<rules::Row>& rows) {
+      std::lock_guard lock(mu);
+      published.emplace_back(topic, rows);
+    };
+    return h;
+  }
+};
+
+rules::ActionSpec FunctionSpec(const std::string& topic, int retries = 0, bool single = true) {
+  rules::ActionSpec s = Spec(retries, 1024, single);
+  s.kind = rules::ActionKind::kFunction;
+  s.function = "scale";
+  s.topic = topic;
+  return s;
+}
+
+TEST(RuleActions, AFunctionGetsEachRowAndItsRowsGoToTheMemoryTopic) {
+  FakeFunctions fns;
+  auto spec = FunctionSpec("scaled", 0, /*single=*/false);
+  ActionRunner runner("r", spec, MakeSink("r", spec, fns.Hooks()));
+  runner.Enqueue(1, {Row(1, "pump-1"), Row(5, "pump-2")});
+  runner.Drain();
+  EXPECT_EQ(runner.stats().delivered, 1u);
+  std::lock_guard lock(fns.mu);
+  EXPECT_EQ(fns.called, (std::vector<std::string>{"scale", "scale"}));
+  ASSERT_EQ(fns.published.size(), 1u);  // one delivery publishes all its rows at once
+  EXPECT_EQ(fns.published[0].first, "scaled");
+  const auto& rows = fns.published[0].second;
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[0].Find("twice")->int_value(), 2);
+  EXPECT_EQ(rows[0].Find("device_id")->string_value(), "pump-1");
+  EXPECT_EQ(rows[2].Find("twice")->int_value(), 10);
+  EXPECT_EQ(rows[3].Find("twice")->int_value(), 11);
+}
+
+TEST(RuleActions, AFunctionWithoutATopicDropsItsRows) {
+  FakeFunctions fns;
+  auto spec = FunctionSpec("");
+  ActionRunner runner("r", spec, MakeSink("r", spec, fns.Hooks()));
+  runner.Enqueue(1, {Row(1), Row(2)});
+  runner.Drain();
+  EXPECT_EQ(runner.stats().delivered, 2u);
+  std::lock_guard lock(fns.mu);
+  EXPECT_EQ(fns.called.size(), 2u);
+  EXPECT_TRUE(fns.published.empty());
+}
+
+TEST(RuleActions, AFunctionErrorFailsTheOutputWithoutRetries) {
+  FakeFunctions fns;
+  fns.fail_at = 2;
+  fns.fail_code = Code::kResourceExhausted;
+  auto spec = FunctionSpec("scaled", /*retries=*/3, /*single=*/false);
+  ActionRunner runner("r", spec, MakeSink("r", spec, fns.Hooks()));
+  runner.Enqueue(1, {Row(1), Row(2)});
+  runner.Drain();
+  ActionStats s = runner.stats();
+  EXPECT_EQ(s.failed, 1u);
+  EXPECT_EQ(s.retries, 0u);
+  EXPECT_EQ(s.last_error, "function scale: handler.lua:2: scripted");
+  std::lock_guard lock(fns.mu);
+  EXPECT_TRUE(fns.published.empty());  // the first row's outputs are not published alone
+}
+
+TEST(RuleActions, AFunctionThatIsNotRunningIsRetriedThenCounted) {
+  FakeFunctions fns;
+  auto spec = FunctionSpec("scaled", /*retries=*/2);
+  ActionHooks hooks = fns.Hooks();
+  hooks.function = [](const std::string& app,
+                      const nlohmann::json&) -> Result<std::vector<nlohmann::json>> {
+    return Error(Code::kUnavailable, "function {} is not running on this node", app);
+  };
+  ActionRunner runner("r", spec, MakeSink("r", spec, hooks));
+  runner.Enqueue(1, {Row(1)});
+  runner.Drain();
+  ActionStats s = runner.stats();
+  EXPECT_EQ(s.failed, 1u);
+  EXPECT_EQ(s.retries, 2u);
+  EXPECT_EQ(s.last_error, "function scale is not running on this node");
+
+  // A node without functions at all says the same.
+  ActionRunner bare("r", spec, MakeSink("r", spec, ActionHooks{}));
+  bare.Enqueue(1, {Row(1)});
+  bare.Drain();
+  EXPECT_EQ(bare.stats().failed, 1u);
+  EXPECT_EQ(bare.stats().last_error, "function scale is not running on this node");
+}
+
 }  // namespace
 }  // namespace verge::node

@@ -60,6 +60,50 @@ TEST(RuleSpec, ReportsEveryActionProblemWithItsPath) {
   EXPECT_FALSE(ParseActions(json::object()).ok());
 }
 
+TEST(RuleSpec, FunctionActionsNameAnAppLongOrShort) {
+  auto actions = ParseActions(json::parse(R"J([
+    {"function": {"name": "scale-temp", "topic": "scaled", "retryCount": 0}},
+    {"function": "enrich2"}
+  ])J"));
+  ASSERT_TRUE(actions.ok()) << actions.status().message();
+  ASSERT_EQ(actions->size(), 2u);
+  const auto& a = *actions;
+  EXPECT_EQ(a[0].kind, ActionKind::kFunction);
+  EXPECT_EQ(a[0].function, "scale-temp");
+  EXPECT_EQ(a[0].topic, "scaled");
+  EXPECT_EQ(a[0].retry_count, 0);
+  EXPECT_EQ(a[1].kind, ActionKind::kFunction);
+  EXPECT_EQ(a[1].function, "enrich2");
+  EXPECT_EQ(a[1].topic, "");
+  EXPECT_EQ(a[1].retry_count, 3);
+  EXPECT_EQ(ActionKindName(ActionKind::kFunction), "function");
+
+  auto bad = ParseActions(json::parse(R"J([
+    {"function": {}},
+    {"function": "Not_An_App"},
+    {"function": {"name": "-dash"}},
+    {"function": {"name": "ok", "topic": "telemetry"}},
+    {"function": {"name": "ok", "handler": "x"}},
+    {"function": 5},
+    {"function": ""}
+  ])J"));
+  ASSERT_FALSE(bad.ok());
+  const std::string& m = bad.status().message();
+  for (const char* want :
+       {"actions[0].function.name: required", "actions[1].function.name: \"Not_An_App\"",
+        "actions[2].function.name: \"-dash\"", "actions[3].function.topic",
+        "actions[4].function: unknown field \"handler\"",
+        "actions[5].function: must be an object or the name of an app",
+        "actions[6].function.name: must not be empty"}) {
+    EXPECT_NE(m.find(want), std::string::npos) << want << " not in: " << m;
+  }
+  EXPECT_TRUE(IsValidAppName("a"));
+  EXPECT_TRUE(IsValidAppName(std::string(63, 'a')));
+  EXPECT_FALSE(IsValidAppName(std::string(64, 'a')));
+  EXPECT_FALSE(IsValidAppName("a-"));
+  EXPECT_FALSE(IsValidAppName(""));
+}
+
 TEST(RuleSpec, WholeSpecReadsTelemetryOrADeclaredStream) {
   auto spec = ParseRuleSpec(json::parse(R"J({
     "name": "hot", "sql": "SELECT device_id, temperature FROM telemetry WHERE temperature > 50",
