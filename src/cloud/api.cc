@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <set>
+
 #include "cloud/alerts.h"
 #include "cloud/api_json.h"
 #include "cloud/device_spec.h"
@@ -162,6 +164,8 @@ http::Response Api::Route(const http::Request& req) {
 
   if (!seg.empty() && seg[0] == "devices") return Devices(req, seg);
   if (!seg.empty() && seg[0] == "rules") return Rules(req, seg);
+  if (!seg.empty() && seg[0] == "apps") return Apps(req, seg);
+  if (!seg.empty() && seg[0] == "artifacts") return Artifacts(req, seg);
   if (seg.size() == 1 && seg[0] == "alerts") {
     if (m != "GET") return not_allowed();
     return Alerts(req);
@@ -308,6 +312,200 @@ http::Response Api::Rules(const http::Request& req, const std::vector<std::strin
   return Fail(Code::kNotFound, "no such endpoint: " + req.path);
 }
 
+namespace {
+
+std::optional<uint64_t> ParseUint(const std::string& text) {
+  if (text.empty() || text.size() > 19) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return v;
+}
+
+}  // namespace
+
+http::Response Api::Apps(const http::Request& req, const std::vector<std::string_view>& seg) {
+  const std::string& m = req.method;
+  auto not_allowed = [&] { return MethodNotAllowed(req); };
+  auto answer = [](const Result<json>& r, int code = 200) {
+    if (!r.ok()) return http::ErrorResponse(r.status());
+    return Json(code, *r);
+  };
+  if (seg.size() == 1) {
+    if (m != "GET") return not_allowed();
+    return answer(apps_.DescribeAll());
+  }
+  std::string name(seg[1]);
+  if (seg.size() == 2) {
+    if (m == "GET") return answer(apps_.Describe(name));
+    if (m == "PUT") {
+      auto applied = apps_.Apply(name, req.body);
+      if (!applied.ok()) return http::ErrorResponse(applied.status());
+      auto shown = apps_.Describe(name);
+      if (!shown.ok()) return http::ErrorResponse(shown.status());
+      json j = std::move(*shown);
+      switch (applied->change) {
+        case AppService::Change::kCreated:
+          j["result"] = "created";
+          return Json(201, j);
+        case AppService::Change::kUpdated:
+          j["result"] = "configured";
+          break;
+        case AppService::Change::kUnchanged:
+          j["result"] = "unchanged";
+          break;
+      }
+      return Json(200, j);
+    }
+    if (m == "DELETE") {
+      if (auto st = apps_.Delete(name); !st.ok()) return http::ErrorResponse(st);
+      return Json(200, {{"name", name}, {"deleted", true}});
+    }
+    return not_allowed();
+  }
+  if (seg.size() == 3 && seg[2] == "explain") {
+    if (m != "GET") return not_allowed();
+    return answer(apps_.Explain(name));
+  }
+  if (seg.size() == 3 && seg[2] == "logs") {
+    if (m != "GET") return not_allowed();
+    return AppLogs(req, name);
+  }
+  if (seg.size() == 4 && seg[2] == "rollout" && seg[3] == "status") {
+    if (m != "GET") return not_allowed();
+    return answer(apps_.RolloutStatus(name));
+  }
+  if (seg.size() == 4 && seg[2] == "rollout" && seg[3] == "undo") {
+    if (m != "POST") return not_allowed();
+    uint64_t revision = 0;
+    if (auto it = req.query.find("revision"); it != req.query.end()) {
+      auto parsed = ParseUint(it->second);
+      if (!parsed) {
+        return Fail(Code::kInvalidArgument, fmt::format("revision: \"{}\" is not a revision number",
+                                                        ClipUtf8(it->second, 40)));
+      }
+      revision = *parsed;
+    }
+    auto app = apps_.Undo(name, revision);
+    if (!app.ok()) return http::ErrorResponse(app.status());
+    return answer(apps_.RolloutStatus(name));
+  }
+  return Fail(Code::kNotFound, "no such endpoint: " + req.path);
+}
+
+http::Response Api::AppLogs(const http::Request& req, const std::string& app) {
+  auto placements = store_.ListPlacements(app);
+  if (!placements.ok()) return http::ErrorResponse(placements.status());
+  if (auto got = apps_.Get(app); !got.ok()) return http::ErrorResponse(got.status());
+  std::string only = req.query.contains("node") ? req.query.at("node") : "";
+  uint32_t tail = 0;
+  if (auto it = req.query.find("tail"); it != req.query.end()) {
+    auto n = ParseUint(it->second);
+    if (!n || *n > 1'000'000)
+      return Fail(Code::kInvalidArgument, "tail: a number of lines up to 1000000");
+    tail = static_cast<uint32_t>(*n);
+  }
+  // since=NODE/WORKLOAD:OFFSET,...: where a follower stopped reading.
+  std::map<std::string, std::map<std::string, uint64_t>> since;
+  if (auto it = req.query.find("since"); it != req.query.end()) {
+    std::string_view rest = it->second;
+    while (!rest.empty()) {
+      auto comma = rest.find(',');
+      std::string_view item = rest.substr(0, comma);
+      rest = comma == std::string_view::npos ? "" : rest.substr(comma + 1);
+      auto slash = item.find('/');
+      auto colon = item.rfind(':');
+      auto off = colon == std::string_view::npos ? std::nullopt
+                                                 : ParseUint(std::string(item.substr(colon + 1)));
+      if (slash == std::string_view::npos || colon < slash || !off) {
+        return Fail(Code::kInvalidArgument,
+                    fmt::format("since: \"{}\" is not NODE/REPLICA:OFFSET", ClipUtf8(item, 80)));
+      }
+      since[std::string(item.substr(0, slash))]
+           [std::string(item.substr(slash + 1, colon - slash - 1))] = *off;
+    }
+  }
+  std::set<std::string> nodes;
+  for (const auto& p : *placements) {
+    if (only.empty() || p.node == only) nodes.insert(p.node);
+  }
+  if (!only.empty() && nodes.empty()) {
+    return Fail(Code::kNotFound,
+                fmt::format("app \"{}\" has no replica on node \"{}\"", app, ClipUtf8(only, 80)));
+  }
+  json out = json::array();
+  json errors = json::array();
+  for (const auto& node : nodes) {
+    v1::LogRequest lr;
+    lr.set_app(app);
+    lr.set_tail(tail);
+    for (const auto& [w, off] : since[node]) (*lr.mutable_since())[w] = off;
+    auto chunks = link_.RequestLogs(node, lr, std::chrono::seconds(5));
+    if (!chunks.ok()) {
+      errors.push_back({{"node", node}, {"error", chunks.status().message()}});
+      continue;
+    }
+    for (auto& c : *chunks) {
+      out.push_back({{"node", node},
+                     {"replica", c.workload},
+                     {"output", std::move(c.data)},
+                     {"offset", c.offset}});
+    }
+  }
+  if (out.empty() && !errors.empty()) {
+    return Fail(Code::kUnavailable,
+                errors[0].value("node", "") + ": " + errors[0].value("error", ""));
+  }
+  return Json(200, {{"logs", out}, {"errors", errors}});
+}
+
+http::Response Api::Artifacts(const http::Request& req, const std::vector<std::string_view>& seg) {
+  const std::string& m = req.method;
+  auto shown = [](const ArtifactInfo& a) {
+    return json{{"sha256", a.sha256},
+                {"ref", "sha256:" + a.sha256},
+                {"name", a.name},
+                {"size", a.size},
+                {"createdAt", FormatTimeMs(a.created_ms)}};
+  };
+  if (seg.size() == 1) {
+    if (m == "GET") {
+      auto list = artifacts_.List();
+      if (!list.ok()) return http::ErrorResponse(list.status());
+      json arr = json::array();
+      for (const auto& a : *list) arr.push_back(shown(a));
+      return Json(200, arr);
+    }
+    if (m == "POST") {
+      std::string name;
+      if (auto it = req.query.find("name"); it != req.query.end()) name = it->second;
+      auto put = artifacts_.Put(name, req.body, clock_.WallMs());
+      if (!put.ok()) return http::ErrorResponse(put.status());
+      spdlog::info("artifact sha256:{} ({}, {} bytes) pushed", put->sha256, put->name, put->size);
+      return Json(201, shown(*put));
+    }
+    return MethodNotAllowed(req);
+  }
+  std::string sha(seg[1]);
+  if (sha.starts_with("sha256:")) sha = sha.substr(7);
+  if (seg.size() == 2) {
+    if (m == "GET") {
+      auto a = artifacts_.Get(sha);
+      if (!a.ok()) return http::ErrorResponse(a.status());
+      if (!*a) return Fail(Code::kNotFound, fmt::format("artifact sha256:{} not found", sha));
+      return Json(200, shown(**a));
+    }
+    if (m == "DELETE") {
+      if (auto st = artifacts_.Delete(sha); !st.ok()) return http::ErrorResponse(st);
+      return Json(200, {{"sha256", sha}, {"deleted", true}});
+    }
+    return MethodNotAllowed(req);
+  }
+  return Fail(Code::kNotFound, "no such endpoint: " + req.path);
+}
+
 http::Response Api::Alerts(const http::Request& req) {
   auto q = ParseAlertQuery(req.query, clock_.WallMs());
   if (!q.ok()) return http::ErrorResponse(q.status());
@@ -339,8 +537,32 @@ http::Response JoinService::Handle(const http::Request& req) {
       return Fail(Code::kInternal, "internal error");
     }
   }
+  if (req.path.starts_with("/v1/artifacts/")) {
+    if (req.method != "GET") return Fail(Code::kInvalidArgument, "use GET for /v1/artifacts");
+    return Artifact(req);
+  }
   if (req.path == "/healthz") return Json(200, {{"status", "ok"}});
   return Fail(Code::kNotFound, "no such endpoint: " + req.path);
+}
+
+http::Response JoinService::Artifact(const http::Request& req) {
+  // Only nodes fetch artifacts: the request must come with a current, unrevoked node
+  // certificate (the server puts what TLS verified in kPeerHeader).
+  std::string peer = req.Header(http::kPeerHeader);
+  auto space = peer.find(' ');
+  if (space == std::string::npos) {
+    return Fail(Code::kUnauthenticated, "artifacts are served to nodes with their certificate");
+  }
+  std::string cn = peer.substr(0, space), serial = peer.substr(space + 1);
+  if (registry_.IsRevoked(serial) || !registry_.CertIsCurrent(cn, serial)) {
+    return Fail(Code::kPermissionDenied,
+                fmt::format("certificate of \"{}\" is not current", ClipUtf8(cn, 80)));
+  }
+  if (!artifacts_) return Fail(Code::kNotFound, "this server keeps no artifacts");
+  std::string sha = req.path.substr(std::string_view("/v1/artifacts/").size());
+  auto data = artifacts_->Read(sha);
+  if (!data.ok()) return http::ErrorResponse(data.status());
+  return http::Response{200, "application/octet-stream", std::move(*data)};
 }
 
 http::Response JoinService::Join(const http::Request& req) {

@@ -4,6 +4,8 @@
 // Thread-safety: thread-safe (everything they touch is).
 #pragma once
 
+#include "cloud/apps.h"
+#include "cloud/artifacts.h"
 #include "cloud/devices.h"
 #include "cloud/link_service.h"
 #include "cloud/registry.h"
@@ -19,12 +21,15 @@ class Api {
  public:
   // `telemetry` is the writer whose counters /api/v1/status shows; `store` answers queries.
   Api(Registry& registry, TokenService& tokens, LinkService& link, DeviceService& devices,
-      RuleService& rules, TelemetryWriter& telemetry, Store& store, const Clock& clock)
+      RuleService& rules, AppService& apps, ArtifactStore& artifacts, TelemetryWriter& telemetry,
+      Store& store, const Clock& clock)
       : registry_(registry),
         tokens_(tokens),
         link_(link),
         devices_(devices),
         rules_(rules),
+        apps_(apps),
+        artifacts_(artifacts),
         telemetry_(telemetry),
         store_(store),
         clock_(clock) {}
@@ -39,12 +44,17 @@ class Api {
   http::Response Telemetry(const http::Request& req);
   http::Response Rules(const http::Request& req, const std::vector<std::string_view>& seg);
   http::Response Alerts(const http::Request& req);
+  http::Response Apps(const http::Request& req, const std::vector<std::string_view>& seg);
+  http::Response Artifacts(const http::Request& req, const std::vector<std::string_view>& seg);
+  http::Response AppLogs(const http::Request& req, const std::string& app);
   std::string link_address_;
   Registry& registry_;
   TokenService& tokens_;
   LinkService& link_;
   DeviceService& devices_;
   RuleService& rules_;
+  AppService& apps_;
+  ArtifactStore& artifacts_;
   TelemetryWriter& telemetry_;
   Store& store_;
   const Clock& clock_;
@@ -53,19 +63,22 @@ class Api {
 class JoinService {
  public:
   JoinService(Registry& registry, TokenService& tokens, const pki::CertificateAuthority& ca,
-              int cert_validity_days, const Clock& clock)
+              int cert_validity_days, const Clock& clock, ArtifactStore* artifacts = nullptr)
       : registry_(registry),
+        artifacts_(artifacts),
         tokens_(tokens),
         ca_(ca),
         validity_days_(cert_validity_days),
         clock_(clock) {}
 
-  // GET /v1/ca and POST /v1/join.
+  // GET /v1/ca, POST /v1/join, and GET /v1/artifacts/SHA for nodes (their certificate).
   http::Response Handle(const http::Request& req);
 
  private:
   http::Response Join(const http::Request& req);
+  http::Response Artifact(const http::Request& req);
   Registry& registry_;
+  ArtifactStore* artifacts_;
   TokenService& tokens_;
   const pki::CertificateAuthority& ca_;
   int validity_days_;

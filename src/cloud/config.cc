@@ -27,6 +27,12 @@ const ConfigSchema<CloudConfig>& CloudConfigSchema() {
              &CloudConfig::telemetry_retention)
         .Dur("flushInterval", "How often heartbeat times and events are written to the store.",
              &CloudConfig::flush_interval)
+        .Dur("appReconcileInterval",
+             "How often apps are re-placed (node joins, labels, offline nodes) and rollouts "
+             "advanced.",
+             &CloudConfig::app_reconcile_interval)
+        .Int("maxArtifactMB", "Largest artifact `vergectl artifacts push` accepts, in MiB.",
+             &CloudConfig::max_artifact_mb, 1, 16384)
         .Int("nodeCertDays", "Validity of node certificates, in days.",
              &CloudConfig::node_cert_days, 1, 3650)
         .Int("ioThreads", "Network I/O threads; 0 means one per core.", &CloudConfig::io_threads, 0,
@@ -55,6 +61,8 @@ Status ValidateCloudConfig(const CloudConfig& c) {
     errors.push_back("offlineAfter must be longer than degradedAfter");
   }
   if (c.flush_interval.count() <= 0) errors.push_back("flushInterval must be positive");
+  if (c.app_reconcile_interval.count() <= 0)
+    errors.push_back("appReconcileInterval must be positive");
   if (c.event_retention.count() <= 0) errors.push_back("eventRetention must be positive");
   if (c.telemetry_retention.count() < 3600 * 1000) {
     errors.push_back("telemetryRetention must be at least 1h");

@@ -20,6 +20,8 @@ struct CloudConfig {
   Millis event_retention{7LL * 24 * 3600 * 1000};
   Millis telemetry_retention{30LL * 24 * 3600 * 1000};
   Millis flush_interval{1'000};
+  Millis app_reconcile_interval{2'000};
+  int max_artifact_mb = 256;
   int node_cert_days = 365;
   int io_threads = 0;  // 0: one per core
   std::vector<std::string> tls_names;

@@ -3,9 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <functional>
 
 #include "cloud/alerts.h"
 #include "cloud/api_json.h"
+#include "cloud/app_document.h"
 #include "cloud/device_spec.h"
 #include "cloud/rule_spec.h"
 #include "cloud/telemetry_codec.h"
@@ -59,6 +62,9 @@ class LinkService::Conn final : public LinkService::Connection,
       case v1::Envelope::kUplinkBatch:
         HandleUplink(*env.mutable_uplink_batch());
         break;
+      case v1::Envelope::kLogData:
+        svc_.OnLogData(peer_.common_name, env.in_reply_to(), env.log_data());
+        break;
       default:
         // A message kind from a newer node: ignore it, as the compatibility rule says.
         ++svc_.counters_.unknown_messages;
@@ -73,6 +79,18 @@ class LinkService::Conn final : public LinkService::Connection,
                                                        : reason.empty()  ? "link closed"
                                                                          : reason);
     }
+  }
+
+  // Sends a request envelope once the stream is past its Hello; `registered` learns its id
+  // before it is sent (an answer may come back at once).
+  std::optional<uint64_t> SendRequest(v1::Envelope env,
+                                      const std::function<void(uint64_t)>& registered) {
+    std::lock_guard lock(push_mu_);
+    if (!hello_acked_) return std::nullopt;
+    env.set_id(++next_id_);
+    registered(env.id());
+    stream_->Send(env.SerializeAsString());
+    return env.id();
   }
 
   void SendGoodbye(v1::Goodbye::Reason reason, const std::string& message) {
@@ -214,6 +232,16 @@ class LinkService::Conn final : public LinkService::Connection,
     d->set_version(ds.version);
     for (const auto& dev : ds.devices) DeviceToProto(dev, d->add_devices());
     for (const auto& rule : ds.rules) RuleToProto(rule, d->add_rules());
+    d->set_has_workloads(true);
+    for (const auto& w : ds.workloads) {
+      // A revision the store holds was validated when it was applied; one that no longer
+      // parses (a downgrade) is left out and logged rather than sent half-understood.
+      if (auto st = WorkloadToProto(w, d->add_workloads()); !st.ok()) {
+        d->mutable_workloads()->RemoveLast();
+        spdlog::error("app {} revision {} for node {}: {}", w.placement.app, w.placement.revision,
+                      peer_.common_name, st.message());
+      }
+    }
     stream_->Send(env.SerializeAsString());
     sent_version_ = ds.version;
     ++svc_.counters_.desired_states_sent;
@@ -230,8 +258,18 @@ class LinkService::Conn final : public LinkService::Connection,
         rules->push_back(RuleStatusFromProto(peer_.common_name, r, now_ms));
       }
     }
+    std::optional<std::vector<WorkloadStatusRecord>> workloads;
+    if (report.has_workloads()) {
+      int64_t now_ms = svc_.clock_.WallMs();
+      workloads.emplace();
+      workloads->reserve(static_cast<size_t>(report.workloads_size()));
+      for (const auto& w : report.workloads()) {
+        workloads->push_back(WorkloadStatusFromProto(peer_.common_name, w, now_ms));
+      }
+    }
     svc_.registry_.OnStateReport(peer_.common_name, report.applied_version(),
-                                 ClipUtf8(report.error(), 2000), std::move(rules));
+                                 ClipUtf8(report.error(), 2000), std::move(rules),
+                                 std::move(workloads));
   }
 
   // What the TelemetryWriter stores for a batch, or why it never can.
@@ -342,6 +380,76 @@ class LinkService::Conn final : public LinkService::Connection,
 LinkService::LinkService(Registry& registry, Store& store, TelemetryWriter& telemetry,
                          const Clock& clock)
     : registry_(registry), store_(store), telemetry_(telemetry), clock_(clock) {}
+
+struct LinkService::LogWait {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<LogChunk> chunks;  // GUARDED_BY(mu)
+  size_t bytes = 0;              // GUARDED_BY(mu)
+  bool done = false;             // GUARDED_BY(mu)
+  std::string error;             // GUARDED_BY(mu)
+};
+
+Result<std::vector<LinkService::LogChunk>> LinkService::RequestLogs(
+    const std::string& node, const v1::LogRequest& request, std::chrono::milliseconds timeout) {
+  std::shared_ptr<Conn> conn;
+  {
+    std::lock_guard lock(mu_);
+    auto it = streams_.find(node);
+    if (it != streams_.end()) conn = it->second.lock();
+  }
+  if (!conn) return Error(Code::kUnavailable, "node \"{}\" is not connected", node);
+  auto wait = std::make_shared<LogWait>();
+  v1::Envelope env;
+  *env.mutable_log_request() = request;
+  uint64_t id = 0;
+  auto sent = conn->SendRequest(std::move(env), [&](uint64_t assigned) {
+    id = assigned;
+    std::lock_guard lock(logs_mu_);
+    log_waits_[{node, id}] = wait;
+  });
+  if (!sent) return Error(Code::kUnavailable, "node \"{}\" is not connected yet", node);
+  auto forget = [&] {
+    std::lock_guard lock(logs_mu_);
+    log_waits_.erase({node, id});
+  };
+  std::unique_lock lock(wait->mu);
+  bool done = wait->cv.wait_for(lock, timeout, [&] { return wait->done; });
+  std::vector<LogChunk> chunks = std::move(wait->chunks);
+  std::string error = wait->error;
+  lock.unlock();
+  forget();
+  if (!done) return Error(Code::kDeadlineExceeded, "node \"{}\" did not answer in time", node);
+  if (!error.empty() && chunks.empty()) return Error(Code::kNotFound, "{}: {}", node, error);
+  return chunks;
+}
+
+void LinkService::OnLogData(const std::string& node, uint64_t request_id, const v1::LogData& data) {
+  std::shared_ptr<LogWait> wait;
+  {
+    std::lock_guard lock(logs_mu_);
+    auto it = log_waits_.find({node, request_id});
+    if (it != log_waits_.end()) wait = it->second;
+  }
+  if (!wait) return;  // late: the caller gave up
+  std::lock_guard lock(wait->mu);
+  // Bounds what one answer can make the cloud hold.
+  constexpr size_t kMaxBytes = size_t{64} << 20;
+  if (!data.workload().empty() && wait->bytes + data.data().size() <= kMaxBytes) {
+    if (!wait->chunks.empty() && wait->chunks.back().workload == data.workload()) {
+      wait->chunks.back().data += data.data();
+      wait->chunks.back().offset = data.offset();
+    } else {
+      wait->chunks.push_back({data.workload(), data.data(), data.offset()});
+    }
+    wait->bytes += data.data().size();
+  }
+  if (data.last()) {
+    wait->done = true;
+    wait->error = data.error();
+    wait->cv.notify_all();
+  }
+}
 
 void LinkService::DesiredStateChanged(const std::string& node) {
   std::shared_ptr<Conn> conn;

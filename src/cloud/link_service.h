@@ -29,11 +29,14 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "cloud/devices.h"
 #include "cloud/link_stream.h"
@@ -97,6 +100,16 @@ class LinkService final : public DesiredStateSink {
   // sent that version yet.
   void DesiredStateChanged(const std::string& node) override;
 
+  struct LogChunk {
+    std::string workload;
+    std::string data;
+    uint64_t offset = 0;
+  };
+  // Asks the node for an app's output and waits for its answer (at most `timeout`).
+  // kUnavailable when the node has no stream. Blocks the calling thread.
+  Result<std::vector<LogChunk>> RequestLogs(const std::string& node, const v1::LogRequest& request,
+                                            std::chrono::milliseconds timeout);
+
   size_t ActiveStreams() const;
   const LinkCounters& counters() const { return counters_; }
 
@@ -105,6 +118,8 @@ class LinkService final : public DesiredStateSink {
   Status Check(const PeerIdentity& peer) const;
   void Attach(const std::string& node, const std::shared_ptr<Conn>& conn);
   void Detach(const std::string& node, const Conn* conn);
+  void OnLogData(const std::string& node, uint64_t request_id, const v1::LogData& data);
+  struct LogWait;
 
   Registry& registry_;
   Store& store_;
@@ -113,6 +128,10 @@ class LinkService final : public DesiredStateSink {
   LinkCounters counters_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::weak_ptr<Conn>> streams_;  // GUARDED_BY(mu_)
+  std::mutex logs_mu_;
+  // Log requests waiting for their answer, by node and envelope id.
+  std::map<std::pair<std::string, uint64_t>, std::shared_ptr<LogWait>>
+      log_waits_;  // GUARDED_BY(logs_mu_)
 };
 
 // Encodes a Goodbye envelope.

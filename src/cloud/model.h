@@ -203,12 +203,71 @@ struct AlertQuery {
   int limit = 100;
 };
 
-// A node's desired state as one consistent read: its version, its devices and the rules whose
-// selector matches it, each by name.
+// An app (a `kind: App` document, docs/apps.md). Each change of its spec is a new revision
+// (AppRevision); `revision` is the one being rolled out, `stable_revision` the last one that
+// finished rolling out with every replica ready.
+struct App {
+  std::string name;
+  Labels labels;
+  uint64_t revision = 0;
+  uint64_t stable_revision = 0;
+  // progressing | complete | rolled_back
+  std::string rollout_state = "progressing";
+  std::string rollout_message;
+  int64_t rollout_started_ms = 0;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  bool operator==(const App&) const = default;
+};
+
+struct AppRevision {
+  std::string app;
+  uint64_t revision = 0;
+  std::string spec_json;  // AppSpecToJson
+  int64_t created_ms = 0;
+  bool operator==(const AppRevision&) const = default;
+};
+
+// One replica of an app on a node, at the revision that node should run.
+struct Placement {
+  std::string app;
+  uint32_t replica = 0;
+  std::string node;
+  uint64_t revision = 0;
+  bool operator==(const Placement&) const = default;
+};
+
+// What a node last reported about one replica it runs (WorkloadStatus in link.proto).
+struct WorkloadStatusRecord {
+  std::string node;
+  std::string id;  // "<app>-<replica>"
+  std::string app;
+  uint64_t revision = 0;
+  std::string status;  // pending | running | ready | unhealthy | crashloop | failed
+  bool ready = false;
+  uint32_t restarts = 0;
+  std::string last_error;
+  int64_t started_ms = 0;
+  uint64_t cpu_millicores = 0;
+  uint64_t memory_bytes = 0;
+  uint64_t oom_kills = 0;
+  int64_t reported_ms = 0;
+  bool operator==(const WorkloadStatusRecord&) const = default;
+};
+
+// A placement with the spec of its revision, as a node's desired state carries it.
+struct DesiredWorkload {
+  Placement placement;
+  std::string spec_json;
+};
+
+// A node's desired state as one consistent read: its version, its devices, the rules whose
+// selector matches it and the app replicas placed on it, each by name.
 struct DesiredState {
   uint64_t version = 0;
   std::vector<Device> devices;
   std::vector<Rule> rules;
+  std::vector<DesiredWorkload> workloads;
 };
 
 }  // namespace verge::cloud

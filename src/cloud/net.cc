@@ -211,12 +211,29 @@ struct NetServer::Impl {
     beast::flat_buffer buf;
     for (;;) {
       bhttp::request_parser<bhttp::string_body> parser;
-      parser.body_limit(options.max_body_bytes);
+      // Beast checks Content-Length against the limit as soon as the header is parsed, so the
+      // header is read with the larger limit and the path decides which one applies.
+      parser.body_limit(std::max(options.max_body_bytes, options.max_large_body_bytes));
       deadline.Arm(stream, std::chrono::seconds(30));
-      auto [rec, rn] = co_await bhttp::async_read(stream, buf, parser, kTuple);
-      if (rec == bhttp::error::body_limit) {
-        http::Response r = http::ErrorResponse(Error(
-            Code::kResourceExhausted, "request body larger than {} bytes", options.max_body_bytes));
+      auto [hrec, hrn] = co_await bhttp::async_read_header(stream, buf, parser, kTuple);
+      if (hrec) break;
+      size_t limit = options.max_body_bytes;
+      if (!options.large_body_prefix.empty() &&
+          parser.get().target().starts_with(options.large_body_prefix)) {
+        limit = options.max_large_body_bytes;
+        // A large upload on a slow edge uplink takes a while.
+        deadline.Arm(stream, std::chrono::minutes(10));
+      }
+      parser.body_limit(limit);
+      bool too_large = parser.content_length() && *parser.content_length() > limit;
+      beast::error_code rec;
+      if (!too_large) {
+        auto [ec, rn] = co_await bhttp::async_read(stream, buf, parser, kTuple);
+        rec = ec;
+      }
+      if (too_large || rec == bhttp::error::body_limit) {
+        http::Response r = http::ErrorResponse(
+            Error(Code::kResourceExhausted, "request body larger than {} bytes", limit));
         auto res = http::ToBeast(r, 11, false, "verge-cloud/" VERGE_VERSION);
         co_await bhttp::async_write(stream, res, kTuple);
         break;
@@ -228,7 +245,13 @@ struct NetServer::Impl {
         co_await Upgrade(std::move(stream), std::move(req), ip);
         co_return;
       }
-      http::Response r = b.config.handler(http::FromBeast(req, ip));
+      http::Request hreq = http::FromBeast(req, ip);
+      // Only the TLS layer may say who the client is: a header of that name is dropped.
+      hreq.headers.erase(std::string(http::kPeerHeader));
+      if (PeerIdentity peer = PeerOf(stream, ip); !peer.common_name.empty()) {
+        hreq.headers[std::string(http::kPeerHeader)] = peer.common_name + " " + peer.serial_hex;
+      }
+      http::Response r = b.config.handler(hreq);
       auto res = http::ToBeast(r, req.version(), req.keep_alive(), "verge-cloud/" VERGE_VERSION);
       deadline.Arm(stream, std::chrono::seconds(30));
       auto [wec, wn] = co_await bhttp::async_write(stream, res, kTuple);

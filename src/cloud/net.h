@@ -33,6 +33,9 @@ class NetServer {
     // A link stream that receives nothing for this long is closed.
     Millis link_idle_timeout{120'000};
     size_t max_body_bytes = 1 << 20;
+    // Bodies of requests whose path starts with this prefix (artifact uploads) may be larger.
+    std::string large_body_prefix = "/api/v1/artifacts";
+    size_t max_large_body_bytes = size_t{256} << 20;
   };
 
   NetServer(Options options, LinkService& link);

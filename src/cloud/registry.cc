@@ -1,5 +1,7 @@
 #include "cloud/registry.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 namespace verge::cloud {
@@ -157,8 +159,9 @@ void Registry::OnDisconnected(const std::string& name, const std::string& reason
 
 void Registry::OnStateReport(const std::string& name, uint64_t applied_version,
                              const std::string& error,
-                             std::optional<std::vector<RuleStatusRecord>> rules) {
-  std::lock_guard lock(mu_);
+                             std::optional<std::vector<RuleStatusRecord>> rules,
+                             std::optional<std::vector<WorkloadStatusRecord>> workloads) {
+  std::unique_lock lock(mu_);
   auto it = nodes_.find(name);
   if (it == nodes_.end()) return;
   Node& n = it->second.node;
@@ -170,6 +173,27 @@ void Registry::OnStateReport(const std::string& name, uint64_t applied_version,
   n.state_reported_ms = clock_.WallMs();
   it->second.state_dirty = true;
   if (rules) it->second.pending_rules = std::move(rules);
+  if (!workloads) return;
+  // Workload statuses drive rollouts and what `apps get` shows, and change rarely (nodes send
+  // them on change, and again with rule reports): written through when they differ from the
+  // last written, not behind like heartbeats.
+  std::string digest;
+  for (const auto& w : *workloads) {
+    digest += fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1e", w.id, w.revision, w.status,
+                          w.ready, w.restarts, w.last_error, w.oom_kills);
+  }
+  if (digest == it->second.workloads_digest) return;
+  it->second.workloads_digest = digest;
+  Store::StateReport report{name, n.applied_version, n.state_error, n.state_reported_ms};
+  report.has_workloads = true;
+  report.workloads = std::move(*workloads);
+  lock.unlock();
+  if (auto st = store_.UpdateStateReports(std::span(&report, 1)); !st.ok()) {
+    spdlog::error("storing workload statuses of {}: {}", name, st.message());
+    std::lock_guard relock(mu_);
+    if (auto again = nodes_.find(name); again != nodes_.end())
+      again->second.workloads_digest.clear();
+  }
 }
 
 void Registry::OnDesiredVersion(const std::string& name, uint64_t version) {

@@ -87,9 +87,12 @@ class Registry {
   void OnDisconnected(const std::string& name, const std::string& reason);
   // A StateReport: the desired-state version the node applied, or why it could not, and the
   // statuses of its rules if it listed them (written behind, like heartbeats; the list replaces
-  // the node's stored statuses). A new error is also recorded as a `state_rejected` event.
+  // the node's stored statuses). Workload statuses, when they differ from the last ones
+  // written, are written through at once (they drive rollouts). A new error is also recorded
+  // as a `state_rejected` event.
   void OnStateReport(const std::string& name, uint64_t applied_version, const std::string& error,
-                     std::optional<std::vector<RuleStatusRecord>> rules = std::nullopt);
+                     std::optional<std::vector<RuleStatusRecord>> rules = std::nullopt,
+                     std::optional<std::vector<WorkloadStatusRecord>> workloads = std::nullopt);
   // The store bumped the node's desired-state version (a device changed); kept for display.
   // Never moves backwards, so that two concurrent changes can report in any order.
   void OnDesiredVersion(const std::string& name, uint64_t version);
@@ -137,6 +140,7 @@ class Registry {
     bool state_dirty = false;      // applied_version / state_error changed
     // Rule statuses reported and not written yet (with state_dirty).
     std::optional<std::vector<RuleStatusRecord>> pending_rules;
+    std::string workloads_digest;  // of the workload statuses last written
   };
   void SetStatus(Entry& e, NodeStatus s, const std::string& why);  // REQUIRES: mu_ held
   // Takes mu_; `before` gets the labels the node had.

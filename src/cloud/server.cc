@@ -59,13 +59,17 @@ Status Server::Start() {
   link_ = std::make_unique<LinkService>(*registry_, *store_, *telemetry_, clock_);
   devices_ = std::make_unique<DeviceService>(*store_, *registry_, *link_, clock_);
   rules_ = std::make_unique<RuleService>(*store_, *registry_, *link_, clock_);
+  artifacts_ = std::make_unique<ArtifactStore>(
+      dir + "/artifacts", static_cast<uint64_t>(config_.max_artifact_mb) << 20);
+  VERGE_RETURN_IF_ERROR(artifacts_->Open());
+  apps_ = std::make_unique<AppService>(*store_, *registry_, *link_, clock_);
   // Label changes select rules: the registry tells the rule service (wired here, not in the
   // constructor, because the rule service needs the registry first).
   registry_->SetLabelsObserver(rules_.get());
-  api_ = std::make_unique<Api>(*registry_, *tokens_, *link_, *devices_, *rules_, *telemetry_,
-                               *store_, clock_);
+  api_ = std::make_unique<Api>(*registry_, *tokens_, *link_, *devices_, *rules_, *apps_,
+                               *artifacts_, *telemetry_, *store_, clock_);
   join_ = std::make_unique<JoinService>(*registry_, *tokens_, identity_->ca, config_.node_cert_days,
-                                        clock_);
+                                        clock_, artifacts_.get());
 
   NetServer::Options net_opts;
   net_opts.threads = config_.io_threads > 0
@@ -73,6 +77,7 @@ Status Server::Start() {
                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // Nothing heard for longer than the offline silence: the node is gone; free the stream.
   net_opts.link_idle_timeout = config_.offline_after + Millis(10'000);
+  net_opts.max_large_body_bytes = static_cast<size_t>(config_.max_artifact_mb) << 20;
   net_ = std::make_unique<NetServer>(net_opts, *link_);
   ServerTls api_tls{identity_->server_cert_pem, identity_->server_key_pem, ""};
   ServerTls link_tls{identity_->server_cert_pem, identity_->server_key_pem,
@@ -118,10 +123,25 @@ Status Server::WriteClientFiles() {
   return WriteFileAtomic(config_.data_dir + "/listen.json", listen.dump() + "\n", 0644);
 }
 
+void Server::CollectArtifacts() {
+  auto referenced = apps_->ReferencedArtifacts();
+  if (!referenced.ok()) {
+    spdlog::error("collecting artifacts: {}", referenced.status().message());
+    return;
+  }
+  auto removed = artifacts_->GarbageCollect(*referenced, clock_.WallMs() - 3600 * 1000);
+  if (!removed.ok()) {
+    spdlog::error("collecting artifacts: {}", removed.status().message());
+  } else if (!removed->empty()) {
+    spdlog::info("artifacts: removed {} that no app revision uses", removed->size());
+  }
+}
+
 void Server::Maintenance() {
   int64_t sweep_ms = std::clamp<int64_t>(config_.degraded_after.count() / 10, 50, 1000);
   int64_t next_flush = clock_.SteadyMs() + config_.flush_interval.count();
   int64_t next_prune = clock_.SteadyMs();
+  int64_t next_apps = clock_.SteadyMs() + config_.app_reconcile_interval.count();
   std::unique_lock lock(mu_);
   while (!stopping_) {
     cv_.wait_for(lock, std::chrono::milliseconds(sweep_ms));
@@ -134,7 +154,12 @@ void Server::Maintenance() {
         spdlog::error("writing registry: {}", st.message());
       next_flush = now + config_.flush_interval.count();
     }
+    if (now >= next_apps) {
+      apps_->Tick();
+      next_apps = now + config_.app_reconcile_interval.count();
+    }
     if (now >= next_prune) {
+      CollectArtifacts();
       if (auto st = store_->PruneEvents(clock_.WallMs() - config_.event_retention.count());
           !st.ok()) {
         spdlog::error("pruning node events: {}", st.message());

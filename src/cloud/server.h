@@ -12,6 +12,8 @@
 #include <thread>
 
 #include "cloud/api.h"
+#include "cloud/apps.h"
+#include "cloud/artifacts.h"
 #include "cloud/config.h"
 #include "cloud/devices.h"
 #include "cloud/identity.h"
@@ -45,6 +47,8 @@ class Server {
   Status WriteClientFiles();
   static std::string ClientAddress(const std::string& listen_address);
   void Maintenance();
+  // Deletes artifacts no app revision names, pushed more than an hour ago.
+  void CollectArtifacts();
 
   CloudConfig config_;
   const Clock& clock_;
@@ -57,6 +61,8 @@ class Server {
   std::unique_ptr<LinkService> link_;
   std::unique_ptr<DeviceService> devices_;
   std::unique_ptr<RuleService> rules_;
+  std::unique_ptr<ArtifactStore> artifacts_;
+  std::unique_ptr<AppService> apps_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<JoinService> join_;
   std::unique_ptr<NetServer> net_;

@@ -76,9 +76,10 @@ class Store {
   virtual Result<std::optional<Device>> GetDevice(const std::string& name) = 0;
   // Sorted by name; node "" lists every device.
   virtual Result<std::vector<Device>> ListDevices(const std::string& node) = 0;
-  // The node's version, devices and the rules whose selector matches `labels` (the node's
-  // labels, which the caller knows: the registry holds them), read in one transaction so that
-  // they belong together. A node nothing was ever declared for has version 0 and nothing else.
+  // The node's version, devices, the rules whose selector matches `labels` (the node's
+  // labels, which the caller knows: the registry holds them) and its app placements, read in
+  // one transaction so that they belong together. A node nothing was ever declared for has version
+  // 0 and nothing else.
   virtual Result<DesiredState> GetDesiredState(const std::string& node, const Labels& labels) = 0;
   // Makes the node's version greater than `above` if it is not already, returning the
   // version. For a node that reports a version the cloud never issued (a restored backup),
@@ -102,6 +103,27 @@ class Store {
   virtual Result<std::vector<VersionBump>> BumpDesiredVersions(
       std::span<const std::string> nodes) = 0;
 
+  // Apps. Every write replaces the app's record and all its placements (and adds a revision if
+  // given) in one transaction that bumps the desired-state version of each node whose
+  // workloads change (a placement added, removed or moved to another revision), returning
+  // those nodes' new versions.
+  virtual Result<std::vector<VersionBump>> PutApp(const App& app,
+                                                  const std::optional<AppRevision>& new_revision,
+                                                  std::span<const Placement> placements) = 0;
+  // Removes the app, its revisions, placements and reported statuses. kNotFound if absent.
+  virtual Result<std::vector<VersionBump>> DeleteApp(const std::string& name) = 0;
+  virtual Result<std::optional<App>> GetApp(const std::string& name) = 0;
+  // Sorted by name.
+  virtual Result<std::vector<App>> ListApps() = 0;
+  // Newest first; revision 0 lists every revision.
+  virtual Result<std::vector<AppRevision>> ListAppRevisions(const std::string& app,
+                                                            uint64_t revision) = 0;
+  // Every placement in the fleet ("" ) or of one app, sorted by app then replica.
+  virtual Result<std::vector<Placement>> ListPlacements(const std::string& app) = 0;
+  // The statuses nodes reported for the app's replicas ("" : every app), sorted by node, id.
+  virtual Result<std::vector<WorkloadStatusRecord>> ListWorkloadStatuses(
+      const std::string& app) = 0;
+
   struct StateReport {
     std::string node;
     uint64_t applied_version = 0;
@@ -110,6 +132,9 @@ class Store {
     // The node listed its rules: they replace every status stored for the node.
     bool has_rules = false;
     std::vector<RuleStatusRecord> rules{};
+    // The node listed its workloads: they replace every workload status stored for the node.
+    bool has_workloads = false;
+    std::vector<WorkloadStatusRecord> workloads{};
   };
   // Batched, like heartbeats: state reports are written behind.
   virtual Status UpdateStateReports(std::span<const StateReport> reports) = 0;

@@ -171,6 +171,52 @@ CREATE INDEX alerts_by_ts ON alerts(ts_ms);
 CREATE INDEX alerts_by_rule ON alerts(rule, ts_ms);
 CREATE INDEX alerts_by_node ON alerts(node, ts_ms);
 )sql"},
+    {4, R"sql(
+CREATE TABLE apps (
+  name TEXT PRIMARY KEY,
+  labels TEXT NOT NULL,              -- JSON object
+  revision INTEGER NOT NULL,         -- being rolled out
+  stable_revision INTEGER NOT NULL,  -- last one rolled out with every replica ready; 0: none
+  rollout_state TEXT NOT NULL,       -- progressing | complete | rolled_back
+  rollout_message TEXT NOT NULL,
+  rollout_started_ms INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL
+);
+CREATE TABLE app_revisions (
+  app TEXT NOT NULL,
+  revision INTEGER NOT NULL,
+  spec TEXT NOT NULL,                -- the spec as compact JSON (cloud/app_spec.h)
+  created_ms INTEGER NOT NULL,
+  PRIMARY KEY (app, revision)
+) WITHOUT ROWID;
+CREATE TABLE placements (
+  app TEXT NOT NULL,
+  replica INTEGER NOT NULL,
+  node TEXT NOT NULL,
+  revision INTEGER NOT NULL,
+  PRIMARY KEY (app, replica)
+) WITHOUT ROWID;
+CREATE INDEX placements_by_node ON placements(node);
+-- The latest status each node reported for each replica it runs.
+CREATE TABLE workload_status (
+  node TEXT NOT NULL,
+  id TEXT NOT NULL,
+  app TEXT NOT NULL,
+  revision INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  ready INTEGER NOT NULL,
+  restarts INTEGER NOT NULL,
+  last_error TEXT NOT NULL,
+  started_ms INTEGER NOT NULL,
+  cpu_millicores INTEGER NOT NULL,
+  memory_bytes INTEGER NOT NULL,
+  oom_kills INTEGER NOT NULL,
+  reported_ms INTEGER NOT NULL,
+  PRIMARY KEY (node, id)
+) WITHOUT ROWID;
+CREATE INDEX workload_status_by_app ON workload_status(app);
+)sql"},
 };
 
 json ResourcesJson(const Resources& r) {
@@ -319,17 +365,6 @@ Result<std::vector<Rule>> ReadRules(sql::Db& db) {
   return out;
 }
 
-// Bumps each node's version. REQUIRES: inside a transaction on db.
-Result<std::vector<Store::VersionBump>> BumpVersions(sql::Db& db,
-                                                     std::span<const std::string> nodes) {
-  std::vector<Store::VersionBump> bumps;
-  for (const auto& n : nodes) {
-    VERGE_ASSIGN_OR_RETURN(uint64_t v, BumpVersion(db, n));
-    bumps.push_back({n, v});
-  }
-  return bumps;
-}
-
 BootstrapToken ReadToken(const sql::Stmt& s) {
   BootstrapToken t;
   t.id = s.Text(0);
@@ -343,6 +378,16 @@ BootstrapToken ReadToken(const sql::Stmt& s) {
 }
 
 }  // namespace
+
+Result<std::vector<Store::VersionBump>> BumpVersions(sql::Db& db,
+                                                     std::span<const std::string> nodes) {
+  std::vector<Store::VersionBump> bumps;
+  for (const auto& n : nodes) {
+    VERGE_ASSIGN_OR_RETURN(uint64_t v, BumpVersion(db, n));
+    bumps.push_back({n, v});
+  }
+  return bumps;
+}
 
 std::span<const sql::Migration> SqliteStore::Migrations() { return kMigrations; }
 
@@ -699,6 +744,7 @@ Result<DesiredState> SqliteStore::GetDesiredState(const std::string& node, const
   for (auto& r : rules) {
     if (r.Matches(labels)) ds.rules.push_back(std::move(r));
   }
+  VERGE_ASSIGN_OR_RETURN(ds.workloads, NodeWorkloadsLocked(node));
   return ds;
 }
 
@@ -739,6 +785,7 @@ Status SqliteStore::UpdateStateReports(std::span<const StateReport> reports) {
         .Bind(4, r.reported_ms);
     VERGE_RETURN_IF_ERROR(st.Run());
     st.Reset();
+    VERGE_RETURN_IF_ERROR(WriteWorkloadStatusesLocked(r));
     if (!r.has_rules) continue;
     VERGE_RETURN_IF_ERROR(clear.Bind(1, r.node).Run());
     clear.Reset();

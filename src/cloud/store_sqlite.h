@@ -21,6 +21,11 @@
 
 namespace verge::cloud {
 
+// Bumps each node's desired-state version, returning the new ones. REQUIRES: inside a
+// transaction on db.
+Result<std::vector<Store::VersionBump>> BumpVersions(sql::Db& db,
+                                                     std::span<const std::string> nodes);
+
 class SqliteStore final : public Store {
  public:
   static Result<std::unique_ptr<SqliteStore>> Open(const std::string& path);
@@ -57,6 +62,16 @@ class SqliteStore final : public Store {
   Result<std::optional<Rule>> GetRule(const std::string& name) override;
   Result<std::vector<Rule>> ListRules() override;
   Result<std::vector<VersionBump>> BumpDesiredVersions(std::span<const std::string> nodes) override;
+  Result<std::vector<VersionBump>> PutApp(const App& app,
+                                          const std::optional<AppRevision>& new_revision,
+                                          std::span<const Placement> placements) override;
+  Result<std::vector<VersionBump>> DeleteApp(const std::string& name) override;
+  Result<std::optional<App>> GetApp(const std::string& name) override;
+  Result<std::vector<App>> ListApps() override;
+  Result<std::vector<AppRevision>> ListAppRevisions(const std::string& app,
+                                                    uint64_t revision) override;
+  Result<std::vector<Placement>> ListPlacements(const std::string& app) override;
+  Result<std::vector<WorkloadStatusRecord>> ListWorkloadStatuses(const std::string& app) override;
   Status UpdateStateReports(std::span<const StateReport> reports) override;
   Result<std::vector<RuleStatusRecord>> ListRuleStatuses(const std::string& rule) override;
 
@@ -85,6 +100,10 @@ class SqliteStore final : public Store {
   Status WriteNode(const Node& node, bool insert);                         // REQUIRES: mu_ held
   Status WriteDevice(const Device& device, bool insert);                   // REQUIRES: mu_ held
   Result<std::vector<Device>> ListDevicesLocked(const std::string& node);  // REQUIRES: mu_
+  // The node's placements with their revisions' specs. REQUIRES: mu_ held.
+  Result<std::vector<DesiredWorkload>> NodeWorkloadsLocked(const std::string& node);
+  // Replaces the node's workload statuses. REQUIRES: mu_ held, inside a transaction.
+  Status WriteWorkloadStatusesLocked(const StateReport& report);
   Result<std::vector<bool>> StoreUplinkLocked(std::span<const UplinkRecord* const> batches);
   Status CommitCompactionLocked(std::span<const int64_t> staged_ids,
                                 std::span<const ChunkRecord> chunks,

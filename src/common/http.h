@@ -10,6 +10,10 @@
 
 namespace verge::http {
 
+// Set by the cloud's server on requests that came with a verified client certificate:
+// "<common name> <serial hex>". Any such header a client sends itself is removed first.
+inline constexpr std::string_view kPeerHeader = "x-verge-peer";
+
 struct Request {
   std::string method;  // "GET", "POST", ...
   std::string target;  // path and query as received

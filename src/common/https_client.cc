@@ -110,7 +110,8 @@ Result<ClientResult> HttpsClient::Do(std::string_view method, std::string_view t
     if (ec) co_return fail(Code::kUnavailable, "cannot send request to", ec);
     beast::flat_buffer buf;
     bhttp::response_parser<bhttp::string_body> parser;
-    parser.body_limit(std::uint64_t{64} * 1024 * 1024);
+    // App artifacts (OCI images) are the largest answers: up to the cloud's maxArtifactMB.
+    parser.body_limit(std::uint64_t{512} * 1024 * 1024);
     co_await bhttp::async_read(stream, buf, parser, token);
     if (ec) co_return fail(Code::kUnavailable, "cannot read response from", ec);
     auto& res = parser.get();

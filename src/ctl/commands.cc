@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <functional>
@@ -12,6 +13,7 @@
 #include <optional>
 #include <ostream>
 #include <set>
+#include <thread>
 #include <tuple>
 
 #include "common/clock.h"
@@ -31,9 +33,16 @@ class ApiClient {
 
   Result<Json> Call(std::string_view method, const std::string& target,
                     const std::optional<Json>& body = std::nullopt) {
-    auto result =
-        http_.Do(method, target, body ? body->dump() : "",
-                 {{"Authorization", "Bearer " + cfg_.token}, {"Accept", "application/json"}});
+    return CallRaw(method, target, body ? body->dump() : "", "application/json");
+  }
+
+  // A request whose body is not JSON (an artifact's bytes).
+  Result<Json> CallRaw(std::string_view method, const std::string& target, std::string body,
+                       const std::string& content_type) {
+    auto result = http_.Do(method, target, std::move(body),
+                           {{"Authorization", "Bearer " + cfg_.token},
+                            {"Accept", "application/json"},
+                            {"Content-Type", content_type}});
     if (!result.ok()) {
       return result.status().Wrap(fmt::format("cannot reach verge-cloud at {}", cfg_.server));
     }
@@ -167,6 +176,9 @@ class Cli {
     DefineApply();
     DefineRules();
     DefineAlerts();
+    DefineApps();
+    DefineArtifacts();
+    DefineLogs();
     // Subcommand help does not list the inherited options; say that they exist.
     for (CLI::App* group : app_.get_subcommands([](CLI::App*) { return true; })) {
       for (CLI::App* sub : group->get_subcommands([](CLI::App*) { return true; })) {
@@ -438,7 +450,7 @@ class Cli {
 
   void DefineApply() {
     CLI::App* apply = app_.add_subcommand(
-        "apply", "Create or replace what YAML or JSON documents declare (kind: Rule)");
+        "apply", "Create or replace what YAML or JSON documents declare (kind: Rule, App)");
     apply
         ->add_option("-f,--filename", files_,
                      "File of one or more documents separated by --- (- reads stdin); may be "
@@ -483,7 +495,10 @@ class Cli {
       std::string name;
       if (auto meta = result->find("metadata"); meta != result->end() && meta->is_object())
         name = meta->value("name", "");
-      lines += fmt::format("rule/{} {}\n", name, result->value("result", "applied"));
+      std::string kind = d.body.value("kind", "");
+      std::transform(kind.begin(), kind.end(), kind.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      lines += fmt::format("{}/{} {}\n", kind, name, result->value("result", "applied"));
       applied.push_back(std::move(*result));
     }
     Print(ctx, applied, [&](const Json&) { return lines; });
@@ -505,7 +520,7 @@ class Cli {
     }
     std::string what = name.empty() ? where : fmt::format("{} \"{}\"", where, name);
     if (kind.empty()) {
-      return Error(Code::kInvalidArgument, "{}: has no kind (kind: Rule)", what);
+      return Error(Code::kInvalidArgument, "{}: has no kind (kind: Rule or App)", what);
     }
     if (kind == "Device") {
       return Error(Code::kInvalidArgument,
@@ -513,12 +528,13 @@ class Cli {
                    "add NAME -f FILE",
                    what);
     }
-    if (kind != "Rule") {
+    if (kind != "Rule" && kind != "App") {
       return Error(Code::kInvalidArgument,
-                   "{}: kind \"{}\" is not supported (apply takes kind Rule)", what, kind);
+                   "{}: kind \"{}\" is not supported (apply takes kind Rule or App)", what, kind);
     }
     if (name.empty()) return Error(Code::kInvalidArgument, "{}: metadata.name is required", what);
-    auto j = ctx.api->Call("PUT", "/api/v1/rules/" + PathPart(name), doc);
+    std::string collection = kind == "App" ? "apps" : "rules";
+    auto j = ctx.api->Call("PUT", "/api/v1/" + collection + "/" + PathPart(name), doc);
     // The server names the rule in its errors; say which document it was.
     if (!j.ok()) return j.status().Wrap(where);
     return j;
@@ -592,6 +608,180 @@ class Cli {
     });
   }
 
+  void DefineApps() {
+    CLI::App* apps = app_.add_subcommand(
+        "apps", "List, inspect, explain, roll back and delete apps (apply them with apply -f)");
+    apps->alias("app");
+    apps->require_subcommand(1);
+
+    CLI::App* list = apps->add_subcommand("list", "List apps and their replicas");
+    list->alias("ls");
+    list->callback([this] {
+      Select(true, [](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("GET", "/api/v1/apps"));
+        Print(ctx, j, AppsTable, "apps");
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* get =
+        apps->add_subcommand("get", "Show one app: its replicas, where they run, and the rollout");
+    get->add_option("NAME", name_, "App name")->required();
+    get->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("GET", "/api/v1/apps/" + PathPart(name_)));
+        Print(ctx, j, AppDetail);
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* del = apps->add_subcommand("delete", "Delete an app: its replicas stop everywhere");
+    del->alias("rm");
+    del->add_option("NAME", name_, "App name")->required();
+    del->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("DELETE", "/api/v1/apps/" + PathPart(name_)));
+        Print(ctx, j, [&](const Json&) { return fmt::format("app \"{}\" deleted\n", name_); });
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* explain = apps->add_subcommand(
+        "explain", "Why each node can or cannot take a replica, and how the others score");
+    explain->add_option("NAME", name_, "App name")->required();
+    explain->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(
+            Json j, ctx.api->Call("GET", "/api/v1/apps/" + PathPart(name_) + "/explain"));
+        Print(ctx, j, ExplainTable);
+        return Status::Ok();
+      });
+    });
+
+    CLI::App* rollout = apps->add_subcommand("rollout", "The rollout of an app's revisions");
+    rollout->require_subcommand(1);
+    CLI::App* status = rollout->add_subcommand("status", "How far the newest revision got");
+    status->add_option("NAME", name_, "App name")->required();
+    status->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(
+            Json j, ctx.api->Call("GET", "/api/v1/apps/" + PathPart(name_) + "/rollout/status"));
+        Print(ctx, j, RolloutLines);
+        return Status::Ok();
+      });
+    });
+    CLI::App* undo =
+        rollout->add_subcommand("undo", "Roll back to the previous revision (or --to-revision N)");
+    undo->add_option("NAME", name_, "App name")->required();
+    undo->add_option("--to-revision", revision_, "Revision to roll back to");
+    undo->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        std::string target = "/api/v1/apps/" + PathPart(name_) + "/rollout/undo";
+        if (revision_ > 0) target += fmt::format("?revision={}", revision_);
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("POST", target));
+        Print(ctx, j, RolloutLines);
+        return Status::Ok();
+      });
+    });
+  }
+
+  void DefineArtifacts() {
+    CLI::App* artifacts = app_.add_subcommand(
+        "artifacts", "Push, list and delete the files apps run from (content-addressed)");
+    artifacts->alias("artifact");
+    artifacts->require_subcommand(1);
+    CLI::App* push = artifacts->add_subcommand(
+        "push",
+        "Upload a file (executable, tarball, OCI image archive, Lua script); prints the "
+        "sha256:... reference to put in an App");
+    push->add_option("FILE", name_, "The file")->required();
+    push->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(std::string data, ReadFile(name_));
+        std::string base = name_.substr(name_.find_last_of('/') + 1);
+        VERGE_ASSIGN_OR_RETURN(Json j,
+                               ctx.api->CallRaw("POST", "/api/v1/artifacts?name=" + PathPart(base),
+                                                std::move(data), "application/octet-stream"));
+        Print(ctx, j,
+              [](const Json& a) { return fmt::format("{}\n", a.value("ref", std::string())); });
+        return Status::Ok();
+      });
+    });
+    CLI::App* list = artifacts->add_subcommand("list", "List artifacts");
+    list->alias("ls");
+    list->callback([this] {
+      Select(true, [](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("GET", "/api/v1/artifacts"));
+        Print(ctx, j, ArtifactsTable, "artifacts");
+        return Status::Ok();
+      });
+    });
+    CLI::App* del = artifacts->add_subcommand("delete", "Delete an artifact");
+    del->alias("rm");
+    del->add_option("SHA256", name_, "sha256:... or the hex digest")->required();
+    del->callback([this] {
+      Select(true, [this](Context& ctx) -> Status {
+        VERGE_ASSIGN_OR_RETURN(Json j,
+                               ctx.api->Call("DELETE", "/api/v1/artifacts/" + PathPart(name_)));
+        Print(ctx, j, [&](const Json&) { return fmt::format("artifact {} deleted\n", name_); });
+        return Status::Ok();
+      });
+    });
+  }
+
+  void DefineLogs() {
+    CLI::App* logs = app_.add_subcommand(
+        "logs", "Show an app's output (stdout and stderr) from the nodes it runs on");
+    logs->add_option("APP", name_, "App name")->required();
+    logs->add_option("--node", node_, "Only the replicas on this node");
+    logs->add_option("--tail", tail_, "The last N lines of each replica (default: all kept)");
+    logs->add_flag("-f,--follow", follow_, "Keep printing new output until interrupted");
+    logs->callback([this] { Select(true, [this](Context& ctx) { return Logs(ctx); }); });
+  }
+
+  // Prints each replica's output, every line prefixed with where it ran. Following polls
+  // every second for what each replica wrote after the position the last answer ended at.
+  Status Logs(Context& ctx) {
+    std::map<std::string, uint64_t> offsets;  // "NODE/REPLICA" -> position
+    for (bool first = true;; first = false) {
+      std::string target = "/api/v1/apps/" + PathPart(name_) + "/logs";
+      std::vector<std::string> q;
+      if (!node_.empty()) q.push_back("node=" + PathPart(node_));
+      if (first && tail_ > 0) q.push_back(fmt::format("tail={}", tail_));
+      if (!offsets.empty()) {
+        std::string since;
+        for (const auto& [k, off] : offsets)
+          since += fmt::format("{}{}:{}", since.empty() ? "" : ",", k, off);
+        q.push_back("since=" + PathPart(since));
+      }
+      for (size_t i = 0; i < q.size(); ++i) target += (i == 0 ? "?" : "&") + q[i];
+      VERGE_ASSIGN_OR_RETURN(Json j, ctx.api->Call("GET", target));
+      if (ctx.format != OutputFormat::kTable && !follow_) {
+        Print(ctx, j, [](const Json&) { return std::string(); });
+        return Status::Ok();
+      }
+      for (const auto& e : j.value("errors", Json::array())) {
+        ctx.err << "vergectl: " << e.value("node", "") << ": " << e.value("error", "") << "\n";
+      }
+      for (const auto& r : j.value("logs", Json::array())) {
+        std::string node = r.value("node", ""), replica = r.value("replica", "");
+        offsets[node + "/" + replica] = r.value("offset", uint64_t{0});
+        std::string text = r.value("output", "");
+        std::string prefix = fmt::format("[{} {}] ", node, replica);
+        for (size_t pos = 0; pos < text.size();) {
+          size_t nl = text.find('\n', pos);
+          size_t end = nl == std::string::npos ? text.size() : nl + 1;
+          ctx.out << prefix << std::string_view(text).substr(pos, end - pos);
+          if (nl == std::string::npos) ctx.out << "\n";
+          pos = end;
+        }
+      }
+      ctx.out.flush();
+      if (!follow_) return Status::Ok();
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+  }
+
   void DefineAlerts() {
     CLI::App* alerts = app_.add_subcommand("alerts", "Show alerts raised by rules");
     alerts->alias("alert");
@@ -635,6 +825,9 @@ class Cli {
   std::string output_ = "table";
   std::string status_filter_;
   std::string name_;
+  uint32_t tail_ = 0;
+  bool follow_ = false;
+  uint64_t revision_ = 0;
   std::vector<std::string> label_args_;
   std::optional<int> limit_;
   std::string ttl_ = "24h";

@@ -475,4 +475,94 @@ std::string AlertsTable(const Json& alerts) {
   return RenderTable(rows);
 }
 
+std::string AppsTable(const Json& apps) {
+  auto items = Items(apps);
+  if (items.empty()) return "";
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "TYPE", "VERSION", "REPLICAS", "READY", "REVISION", "ROLLOUT"}};
+  for (const Json* a : items) {
+    const Json& spec = Member(*a, "spec");
+    const Json& rollout = Member(*a, "rollout");
+    rows.push_back({Field(*a, "name"), Field(spec, "type"), OrNone(Field(spec, "version")),
+                    Field(*a, "replicas"), Field(*a, "readyReplicas"), Field(*a, "revision"),
+                    Field(rollout, "state")});
+  }
+  return RenderTable(rows);
+}
+
+std::string AppDetail(const Json& app) {
+  const Json& spec = Member(app, "spec");
+  const Json& rollout = Member(app, "rollout");
+  std::string out = fmt::format(
+      "name:      {}\ntype:      {}\nversion:   {}\nreplicas:  {} desired, {} scheduled, {} "
+      "ready\nrevision:  {} (stable {})\nrollout:   {}: {}\n",
+      Field(app, "name"), Field(spec, "type"), OrNone(Field(spec, "version")),
+      Field(app, "replicas"), Field(app, "scheduledReplicas"), Field(app, "readyReplicas"),
+      Field(app, "revision"), Field(app, "stableRevision"), Field(rollout, "state"),
+      Field(rollout, "message"));
+  if (std::string u = Field(app, "unschedulable"); !u.empty()) out += "unplaced:  " + u + "\n";
+  const Json& places = Member(app, "placements");
+  if (places.is_array() && !places.empty()) {
+    std::vector<std::vector<std::string>> rows = {
+        {"NODE", "REPLICA", "REVISION", "STATUS", "READY", "RESTARTS", "LAST-ERROR"}};
+    for (const auto& p : places) {
+      rows.push_back({Field(p, "node"), Field(p, "id"), Field(p, "revision"), Field(p, "status"),
+                      Member(p, "ready") == true ? "yes" : "no", Field(p, "restarts"),
+                      Clip(Field(p, "lastError"), 100)});
+    }
+    out += "\n" + RenderTable(rows);
+  }
+  return out;
+}
+
+std::string ExplainTable(const Json& explain) {
+  std::string out;
+  if (std::string r = Field(explain, "unplacedReason"); !r.empty()) {
+    out += fmt::format("{} replicas cannot be placed: {}\n\n", Field(explain, "unplaced"), r);
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"NODE", "FEASIBLE", "SCORE", "BALANCE", "REGION", "SPREAD", "REPLICAS", "REASON"}};
+  const Json& nodes = Member(explain, "nodes");
+  if (!nodes.is_array()) return out;
+  auto num = [](const Json& v) {
+    return v.is_number() ? fmt::format("{:.1f}", v.get<double>()) : std::string("-");
+  };
+  for (const auto& n : nodes) {
+    const Json& scores = Member(n, "scores");
+    bool ok = Member(n, "feasible") == true;
+    rows.push_back({Field(n, "node"), ok ? "yes" : "no", ok ? num(Member(n, "score")) : "-",
+                    ok ? num(Member(scores, "balance")) : "-",
+                    ok ? num(Member(scores, "region")) : "-",
+                    ok ? num(Member(scores, "spread")) : "-", Field(n, "replicas"),
+                    Clip(Field(n, "reason"), 100)});
+  }
+  return out + RenderTable(rows);
+}
+
+std::string RolloutLines(const Json& rollout) {
+  std::string out = fmt::format(
+      "app {}: revision {} {} ({} of {} replicas updated and ready; stable revision {})\n{}\n",
+      Field(rollout, "name"), Field(rollout, "revision"), Field(rollout, "state"),
+      Field(rollout, "updatedReplicas"), Field(rollout, "replicas"),
+      Field(rollout, "stableRevision"), Field(rollout, "message"));
+  const Json& history = Member(rollout, "history");
+  if (history.is_array() && !history.empty()) {
+    std::vector<std::vector<std::string>> rows = {{"REVISION", "CREATED"}};
+    for (const auto& h : history) rows.push_back({Field(h, "revision"), Field(h, "createdAt")});
+    out += "\n" + RenderTable(rows);
+  }
+  return out;
+}
+
+std::string ArtifactsTable(const Json& artifacts) {
+  auto items = Items(artifacts);
+  if (items.empty()) return "";
+  std::vector<std::vector<std::string>> rows = {{"SHA256", "NAME", "SIZE", "CREATED"}};
+  for (const Json* a : items) {
+    rows.push_back({Field(*a, "sha256"), OrNone(Field(*a, "name")), Field(*a, "size"),
+                    ShortTime(Field(*a, "createdAt"))});
+  }
+  return RenderTable(rows);
+}
+
 }  // namespace verge::ctl

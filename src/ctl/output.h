@@ -64,6 +64,16 @@ std::string RulesTable(const Json& rules, int64_t now_ms);
 std::string RuleStatusTable(const Json& statuses);
 // TIME SEVERITY RULE NODE MESSAGE DATA (the output row, cut at 80 characters).
 std::string AlertsTable(const Json& alerts);
+// NAME TYPE VERSION REPLICAS READY REVISION ROLLOUT, from GET /api/v1/apps.
+std::string AppsTable(const Json& apps);
+// One app: a summary, the rollout, then NODE REPLICA REVISION STATUS READY RESTARTS LAST-ERROR.
+std::string AppDetail(const Json& app);
+// NODE FEASIBLE SCORE BALANCE REGION SPREAD REPLICAS REASON, from .../explain.
+std::string ExplainTable(const Json& explain);
+// The rollout: revision, state, message, replicas updated and ready, and the history.
+std::string RolloutLines(const Json& rollout);
+// SHA256 NAME SIZE CREATED.
+std::string ArtifactsTable(const Json& artifacts);
 // A duration in microseconds as people read it: "850us", "12.5ms", "1.2s"; "-" for 0.
 std::string FormatMicros(uint64_t us);
 

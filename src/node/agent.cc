@@ -64,6 +64,30 @@ Status Agent::Start() {
   dp.mqtt_username = config_.mqtt_username;
   dp.mqtt_password = config_.mqtt_password;
   dp.node_name = identity_ ? identity_->name : config_.name;
+  // Apps. Each runtime has its own cgroup parent, so that one's orphan sweep never touches the
+  // other's workloads, and agents sharing a machine never meet.
+  runtime::NativeOptions no;
+  no.cgroup_parent = "verge/" + dp.node_name + "/native";
+  no.user = config_.app_user;
+  native_ = std::make_unique<runtime::NativeRuntime>(no);
+  runtime::OciOptions oo;
+  oo.runtime_path = config_.oci_runtime;
+  oo.images_dir = config_.data_dir + "/images";
+  oo.cgroup_parent = "verge/" + dp.node_name + "/oci";
+  oo.state_root = config_.data_dir + "/oci";
+  oci_ = std::make_unique<runtime::OciRuntime>(oo);
+  functions_ = std::make_unique<runtime::FunctionRuntime>();
+  artifacts_ = std::make_unique<CloudArtifactSource>([this] { return IdentityCopy(); });
+  dp.runtimes = {{runtime::Kind::kNative, native_.get()},
+                 {runtime::Kind::kContainer, oci_.get()},
+                 {runtime::Kind::kFunction, functions_.get()}};
+  dp.artifacts = artifacts_.get();
+  dp.apps.dir = config_.data_dir + "/apps";
+  dp.apps.artifacts_dir = config_.data_dir + "/artifacts";
+  dp.apps.volumes_dir = config_.data_dir + "/volumes";
+  dp.apps.backoff_initial = config_.app_backoff_initial;
+  dp.apps.backoff_max = config_.app_backoff_max;
+  dp.apps.stop_on_exit = config_.apps_on_exit == "stop";
   data_ = std::make_unique<DataPlane>(dp, clock_, [this](v1::Envelope env) {
     if (LinkClient* l = link_ptr_.load()) l->Send(std::move(env));
   });
@@ -80,6 +104,11 @@ Status Agent::Start() {
   usage_.Sample();  // prime the CPU counters
   thread_ = std::thread([this] { RunJoinAndLink(); });
   return Status::Ok();
+}
+
+std::optional<NodeIdentity> Agent::IdentityCopy() const {
+  std::lock_guard lock(mu_);
+  return identity_;
 }
 
 Status Agent::ParseBootstrapTokenCheck() {
@@ -103,7 +132,10 @@ void Agent::RunJoinAndLink() {
       spdlog::info("joining the cloud at {} as \"{}\"", config_.cloud, config_.name);
       auto id = Join(config_.data_dir, config_.cloud, config_.token, config_.name, clock_);
       if (id.ok()) {
-        identity_.emplace(std::move(id).value());
+        {
+          std::lock_guard lock(mu_);
+          identity_.emplace(std::move(id).value());
+        }
         spdlog::info("joined: certificate {} valid until {}", identity_->cert_serial,
                      FormatTimeMs(identity_->cert_not_after_ms));
         break;

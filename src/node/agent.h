@@ -15,10 +15,14 @@
 #include "common/clock.h"
 #include "common/fs.h"
 #include "common/sysinfo.h"
+#include "node/artifact_source.h"
 #include "node/config.h"
 #include "node/data_plane.h"
 #include "node/identity.h"
 #include "node/link.h"
+#include "node/runtime/function.h"
+#include "node/runtime/native.h"
+#include "node/runtime/oci.h"
 
 namespace verge::node {
 
@@ -48,8 +52,14 @@ class Agent {
   const Clock& clock_;
   std::function<void(const Status&)> on_fatal_;
   std::optional<DirLock> lock_;
-  std::optional<NodeIdentity> identity_;
+  std::optional<NodeIdentity> identity_;  // written under mu_ once joined
+  std::optional<NodeIdentity> IdentityCopy() const;
 
+  // Declared before the data plane, which uses them, so that they outlive it.
+  std::unique_ptr<runtime::NativeRuntime> native_;
+  std::unique_ptr<runtime::OciRuntime> oci_;
+  std::unique_ptr<runtime::FunctionRuntime> functions_;
+  std::unique_ptr<CloudArtifactSource> artifacts_;
   std::unique_ptr<DataPlane> data_;
   std::unique_ptr<boost::asio::io_context> ioc_;
   std::unique_ptr<LinkClient> link_;

@@ -49,7 +49,19 @@ const ConfigSchema<NodeConfig>& NodeConfigSchema() {
         .Str("mqttBroker", "HOST:PORT of an existing broker to subscribe to instead.",
              &NodeConfig::mqtt_broker)
         .Str("mqttUsername", "User for the existing broker.", &NodeConfig::mqtt_username)
-        .Str("mqttPassword", "Password for the existing broker.", &NodeConfig::mqtt_password);
+        .Str("mqttPassword", "Password for the existing broker.", &NodeConfig::mqtt_password)
+        .Str("appUser", "Unprivileged user native app workloads run as.", &NodeConfig::app_user)
+        .Str("appsOnExit",
+             "keep: workloads outlive the agent (it re-adopts them when it starts again); stop: "
+             "the agent stops them when it exits.",
+             &NodeConfig::apps_on_exit)
+        .Dur("appBackoffInitial",
+             "First restart delay of a workload that ended; doubles per "
+             "failure in a row.",
+             &NodeConfig::app_backoff_initial)
+        .Dur("appBackoffMax", "Longest restart delay of a workload.", &NodeConfig::app_backoff_max)
+        .Str("ociRuntime", "Path of the OCI runtime (runc or crun); empty: find one.",
+             &NodeConfig::oci_runtime);
     return s;
   }();
   return *schema;
@@ -85,6 +97,12 @@ Status ValidateNodeConfig(const NodeConfig& c) {
     if (auto st = ValidateLabel(k, v); !st.ok()) errors.push_back("labels: " + st.message());
   }
   if (c.heartbeat.count() < 100) errors.push_back("heartbeat must be at least 100ms");
+  if (c.apps_on_exit != "keep" && c.apps_on_exit != "stop")
+    errors.push_back("appsOnExit must be keep or stop");
+  if (c.app_user.empty()) errors.push_back("appUser must be set");
+  if (c.app_backoff_initial.count() <= 0) errors.push_back("appBackoffInitial must be positive");
+  if (c.app_backoff_max < c.app_backoff_initial)
+    errors.push_back("appBackoffMax must be >= appBackoffInitial");
   if (c.reconnect_initial.count() <= 0) errors.push_back("reconnectInitial must be positive");
   if (c.reconnect_max < c.reconnect_initial)
     errors.push_back("reconnectMax must be >= reconnectInitial");

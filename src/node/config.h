@@ -37,6 +37,12 @@ struct NodeConfig {
   std::string mqtt_broker;                     // an external broker instead
   std::string mqtt_username;
   std::string mqtt_password;
+  // Apps.
+  std::string app_user = "nobody";    // native workloads run as this user
+  std::string apps_on_exit = "keep";  // keep | stop: what the agent's exit does to workloads
+  Millis app_backoff_initial{1'000};
+  Millis app_backoff_max{300'000};
+  std::string oci_runtime;  // path of runc or crun; "" finds one
 };
 
 const ConfigSchema<NodeConfig>& NodeConfigSchema();

@@ -9,6 +9,7 @@
 #include "common/fs.h"
 #include "common/pki.h"
 #include "node/modbus/writer.h"
+#include "node/runtime/function.h"
 
 namespace verge::node {
 
@@ -75,6 +76,13 @@ Status DataPlane::Start() {
   hooks.modbus = [this](const rules::ActionSpec& spec, double value) {
     return WriteModbus(spec, value);
   };
+  if (auto it = options_.runtimes.find(runtime::Kind::kFunction); it != options_.runtimes.end()) {
+    if (auto* functions = dynamic_cast<runtime::FunctionRuntime*>(it->second)) {
+      hooks.function = [functions](const std::string& app, const nlohmann::json& event) {
+        return functions->Call(app, event);
+      };
+    }
+  }
   RuleManagerOptions ro;
   ro.dir = options_.rules_dir.empty() ? options_.dir + "/rules" : options_.rules_dir;
   rules_ = std::make_unique<RuleManager>(ro, clock_, std::move(hooks));
@@ -85,7 +93,19 @@ Status DataPlane::Start() {
       spdlog::warn("modbus readings not stored: {}", st.status().message());
   });
 
-  // The persisted desired state, so that devices work before (or without) the cloud.
+  AppManagerOptions ao = options_.apps;
+  if (ao.dir.empty()) ao.dir = options_.dir + "/../apps";
+  if (ao.artifacts_dir.empty()) ao.artifacts_dir = options_.dir + "/../artifacts";
+  if (ao.volumes_dir.empty()) ao.volumes_dir = options_.dir + "/../volumes";
+  apps_ = std::make_unique<AppManager>(ao, clock_, options_.runtimes, options_.artifacts);
+  apps_->SetOnChange([this] {
+    // Through the mutex, so the wake-up cannot fall between Maintain's check and its wait.
+    { std::lock_guard lock(maint_mu_); }
+    maint_cv_.notify_all();
+  });
+  VERGE_RETURN_IF_ERROR(apps_->Start());
+
+  // The persisted desired state, so that devices and apps run before (or without) the cloud.
   std::string desired_path = options_.dir + "/" + kDesiredFile;
   if (std::filesystem::exists(desired_path)) {
     VERGE_ASSIGN_OR_RETURN(auto bytes, ReadFile(desired_path));
@@ -115,6 +135,8 @@ Status DataPlane::Start() {
   api_ = std::make_unique<LocalApi>(*ingestor_, *series_, devices_, local_token, clock_,
                                     [this] { return StatsJson(); });
   api_->SetRules(rules_.get());
+  if (auto it = options_.runtimes.find(runtime::Kind::kFunction); it != options_.runtimes.end())
+    api_->SetFunctions(dynamic_cast<runtime::FunctionRuntime*>(it->second));
   http::HttpServer::Options ho;
   ho.max_body_bytes = options_.max_body_bytes;
   ho.server_name = "verge-node/" VERGE_VERSION;
@@ -251,6 +273,10 @@ v1::Envelope DataPlane::Report() {
     for (auto& s : rules_->Statuses()) *r->add_rules() = std::move(s);
     r->set_has_rules(true);
   }
+  if (apps_) {
+    for (auto& s : apps_->Statuses()) *r->add_workloads() = std::move(s);
+    r->set_has_workloads(true);
+  }
   return report;
 }
 
@@ -272,6 +298,7 @@ void DataPlane::Stop() {
   modbus_->Stop();
   pipeline_->Stop();
   rules_->Stop();
+  apps_->Stop();
   if (rule_mqtt_) rule_mqtt_->Stop();
   if (broker_) broker_->Stop();
   uplink_->Stop();
@@ -280,7 +307,10 @@ void DataPlane::Stop() {
 void DataPlane::Maintain() {
   std::unique_lock lock(maint_mu_);
   int64_t next_prune = 0;
-  uint64_t reported = rules_->status_version();
+  uint64_t reported_rules = rules_->status_version();
+  uint64_t reported_apps = apps_->status_version();
+  int64_t next_rules = 0;
+  int64_t next_apps = 0;
   while (!stopping_) {
     lock.unlock();
     int64_t now = clock_.SteadyMs();
@@ -290,14 +320,27 @@ void DataPlane::Maintain() {
         spdlog::warn("local series retention: {}", n.status().message());
       next_prune = now + int64_t{5} * 60 * 1000;
     }
-    // Rule statuses reach the cloud while they change, at most once per interval.
-    uint64_t version = rules_->status_version();
-    if (version != reported && session_up_) {
-      reported = version;
+    // Statuses reach the cloud while they change: workloads' at once (at most every
+    // app_report_interval), rules' at most every rule_report_interval.
+    uint64_t rules_version = rules_->status_version();
+    uint64_t apps_version = apps_->status_version();
+    bool rules_due = rules_version != reported_rules && now >= next_rules;
+    bool apps_due = apps_version != reported_apps && now >= next_apps;
+    if ((rules_due || apps_due) && session_up_) {
+      reported_apps = apps_version;
+      next_apps = now + options_.app_report_interval.count();
+      if (rules_due) {
+        reported_rules = rules_version;
+        next_rules = now + options_.rule_report_interval.count();
+      }
       send_(Report());
     }
     lock.lock();
-    maint_cv_.wait_for(lock, options_.rule_report_interval, [&] { return stopping_; });
+    int64_t wait = apps_version != reported_apps ? std::max<int64_t>(next_apps - now, 1) : 1000;
+    maint_cv_.wait_for(lock, Millis(wait), [&] {
+      return stopping_ ||
+             (apps_->status_version() != reported_apps && clock_.SteadyMs() >= next_apps);
+    });
   }
 }
 
@@ -357,6 +400,9 @@ Status DataPlane::Apply(const v1::DesiredState& desired) {
   modbus_by_name_.clear();
   for (const auto& md : modbus_devices) modbus_by_name_[md.name] = md;
   rules_->SetCloudRules(desired.rules());
+  // A cloud that knows nothing of apps says nothing of them: the node's apps keep running.
+  if (desired.has_workloads())
+    apps_->SetDesired({desired.workloads().begin(), desired.workloads().end()});
   if (auto st = modbus_->SetDevices(std::move(modbus_devices)); !st.ok())
     errors.push_back("modbus: " + std::string(st.message()));
   mqtt_devices_ = mqtt_devices;
@@ -382,6 +428,10 @@ void DataPlane::OnMessage(const v1::Envelope& env) {
     uplink_->OnAck(env.uplink_ack());
     return;
   }
+  if (env.has_log_request()) {
+    SendLogs(env);
+    return;
+  }
   if (!env.has_desired_state()) return;
   const auto& d = env.desired_state();
   {
@@ -403,6 +453,36 @@ void DataPlane::OnMessage(const v1::Envelope& env) {
     }
   }
   send_(Report());
+}
+
+void DataPlane::SendLogs(const v1::Envelope& request) {
+  const auto& req = request.log_request();
+  auto reply = [&](const std::string& workload, std::string data, uint64_t offset, bool last,
+                   std::string error) {
+    v1::Envelope env;
+    env.set_in_reply_to(request.id());
+    auto* d = env.mutable_log_data();
+    d->set_workload(workload);
+    d->set_data(std::move(data));
+    d->set_offset(offset);
+    d->set_last(last);
+    d->set_error(std::move(error));
+    send_(std::move(env));
+  };
+  std::map<std::string, uint64_t> since(req.since().begin(), req.since().end());
+  auto logs = apps_->Logs(req.app(), req.tail(), since);
+  if (!logs.ok()) return reply("", "", 0, true, logs.status().message());
+  // The link's frames are at most 4 MiB: send each replica's output in pieces well below it.
+  constexpr size_t kPiece = 1 << 20;
+  for (auto& p : *logs) {
+    size_t off = 0;
+    do {
+      std::string part = p.text.substr(off, kPiece);
+      off += part.size();
+      reply(p.workload, std::move(part), p.offset - (p.text.size() - off), false, "");
+    } while (off < p.text.size());
+  }
+  reply("", "", 0, true, logs->empty() ? "no replica of this app has run on this node" : "");
 }
 
 bool DataPlane::HasBacklog() const { return buffer_ && buffer_->stats().batches > 0; }

@@ -19,6 +19,7 @@
 #include "common/clock.h"
 #include "common/duration.h"
 #include "common/http_server.h"
+#include "node/apps.h"
 #include "node/data/buffer.h"
 #include "node/data/ingestor.h"
 #include "node/data/pipeline.h"
@@ -52,6 +53,12 @@ struct DataPlaneOptions {
   // Rules: rules.db lives here (DATA/rules); StateReports with rule statuses at most this often.
   std::string rules_dir;
   Millis rule_report_interval{10'000};
+  // Apps: the manager's options, the runtimes it may use, and where artifacts come from.
+  AppManagerOptions apps;
+  std::map<runtime::Kind, runtime::Runtime*> runtimes;
+  ArtifactSource* artifacts = nullptr;
+  // Workload statuses reach the cloud as they change, at most this often.
+  Millis app_report_interval{100};
 };
 
 class DataPlane {
@@ -85,6 +92,7 @@ class DataPlane {
   v1::Envelope Report();
   Status AddAlerts(std::vector<v1::Alert> alerts);
   Status WriteModbus(const rules::ActionSpec& spec, double value);
+  void SendLogs(const v1::Envelope& request);
 
   DataPlaneOptions options_;
   const Clock& clock_;
@@ -100,6 +108,7 @@ class DataPlane {
   std::unique_ptr<mqtt::MqttSubscriber> subscriber_;
   std::vector<mqtt::BrokerDevice> mqtt_devices_;  // GUARDED_BY(state_mu_)
   std::unique_ptr<RuleManager> rules_;
+  std::unique_ptr<AppManager> apps_;
   std::unique_ptr<mqtt::MqttClient> rule_mqtt_;
   std::map<std::string, modbus::ModbusDevice> modbus_by_name_;  // GUARDED_BY(state_mu_)
   std::atomic<bool> session_up_{false};

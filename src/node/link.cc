@@ -258,6 +258,7 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
           break;
         case v1::Envelope::kDesiredState:
         case v1::Envelope::kUplinkAck:
+        case v1::Envelope::kLogRequest:
           if (message_fn) message_fn(env);
           break;
         default:

@@ -95,6 +95,14 @@ http::Response LocalApi::Handle(const http::Request& req) {
           Error(Code::kUnauthenticated, "the node's local token is required"));
     return Rules(req);
   }
+  if (req.path.rfind("/functions/", 0) == 0) {
+    if (local_token_.empty() || Bearer(req) != local_token_)
+      return http::ErrorResponse(
+          Error(Code::kUnauthenticated, "the node's local token is required"));
+    if (req.method != "POST")
+      return http::ErrorResponse(Error(Code::kInvalidArgument, "use POST /functions/APP"));
+    return CallFunction(req);
+  }
   if (req.path == "/healthz") return Json(200, {{"status", "ok"}});
   if (req.path == "/stats") {
     if (local_token_.empty() || Bearer(req) != local_token_)
@@ -283,6 +291,18 @@ http::Response LocalApi::Query(const http::Request& req) {
 }  // namespace verge::node
 
 namespace verge::node {
+
+http::Response LocalApi::CallFunction(const http::Request& req) {
+  if (!functions_)
+    return http::ErrorResponse(Error(Code::kUnavailable, "functions do not run on this node"));
+  std::string app = req.path.substr(std::string_view("/functions/").size());
+  json event = req.body.empty() ? json::object() : json::parse(req.body, nullptr, false);
+  if (event.is_discarded())
+    return http::ErrorResponse(Error(Code::kInvalidArgument, "the body is not valid JSON"));
+  auto rows = functions_->Call(app, event);
+  if (!rows.ok()) return http::ErrorResponse(rows.status());
+  return Json(200, *rows);
+}
 
 http::Response LocalApi::Rules(const http::Request& req) {
   if (!rules_)

@@ -23,6 +23,7 @@
 #include "common/http.h"
 #include "node/data/ingest.h"
 #include "node/data/series.h"
+#include "node/runtime/function.h"
 
 namespace verge::node {
 
@@ -53,6 +54,8 @@ class LocalApi {
   http::Response Handle(const http::Request& req);
   // The node's rules; without them the /rules endpoints answer 503. Set before serving.
   void SetRules(RuleManager* rules) { rules_ = rules; }
+  // POST /functions/APP calls the function app APP with the request's JSON body.
+  void SetFunctions(runtime::FunctionRuntime* functions) { functions_ = functions; }
 
  private:
   http::Response PostData(const http::Request& req);
@@ -67,6 +70,8 @@ class LocalApi {
   const Clock& clock_;
   StatsFn stats_;
   RuleManager* rules_ = nullptr;
+  runtime::FunctionRuntime* functions_ = nullptr;
+  http::Response CallFunction(const http::Request& req);
 };
 
 }  // namespace verge::node

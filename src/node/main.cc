@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   using namespace verge::node;
   CLI::App app{"verge-node: the Verge edge agent", "verge-node"};
   std::string config_file, data_dir, cloud, token, name, region, labels, type, heartbeat, log_level,
-      http_listen, mqtt_listen, mqtt_broker;
+      http_listen, mqtt_listen, mqtt_broker, apps_on_exit;
   std::vector<std::string> caps;
   bool print_default = false, version = false;
   app.add_option("--config", config_file, "YAML settings file (flags override it)");
@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
                  "HOST:PORT of an existing MQTT broker to take readings from instead");
   app.add_option("--http-listen", http_listen,
                  "HOST:PORT of the local API for devices (default 127.0.0.1:7480)");
+  app.add_option("--apps-on-exit", apps_on_exit,
+                 "keep: app workloads outlive the agent; stop: stop them when it exits");
   app.add_flag("--print-default-config", print_default, "Print the default settings and exit");
   app.add_flag("--version", version, "Print the version and exit");
   CLI11_PARSE(app, argc, argv);
@@ -69,6 +71,7 @@ int main(int argc, char** argv) {
   if (!http_listen.empty()) cfg.http_listen = http_listen;
   if (!mqtt_listen.empty()) cfg.mqtt_listen = mqtt_listen;
   if (!mqtt_broker.empty()) cfg.mqtt_broker = mqtt_broker;
+  if (!apps_on_exit.empty()) cfg.apps_on_exit = apps_on_exit;
   for (auto& c : caps) cfg.capabilities.push_back(c);
   if (!labels.empty()) {
     auto l = ParseLabelList(labels);

@@ -119,6 +119,12 @@ std::optional<std::string> NodeHttpAddress(const std::string& node_data_dir);
 std::string AddDevice(Cloud& cloud, const std::string& name, const std::string& node,
                       const nlohmann::json& extra = nlohmann::json::object());
 
+// Runs vergectl against `cloud` (its vergectl.yaml); its output when it exits 0, else fails
+// the test and returns "".
+std::string Ctl(Cloud& cloud, const TempDir& tmp, std::vector<std::string> args);
+// The same with -o json, parsed (null when it failed or printed no JSON).
+nlohmann::json CtlJson(Cloud& cloud, const TempDir& tmp, std::vector<std::string> args);
+
 // The node's local token (DATA/data/local.token), for its local API.
 std::string LocalToken(const std::string& node_data_dir);
 

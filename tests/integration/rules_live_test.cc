@@ -343,25 +343,6 @@ TEST(RulesLive, AnMqttStreamBecomesADeviceCommand) {
   EXPECT_GE(trip["recordsOut"].get<int>(), 1) << trip;
 }
 
-// Runs vergectl against `cloud`; its output (stdout) when it exits 0, else fails.
-std::string Ctl(Cloud& cloud, const TempDir& tmp, std::vector<std::string> args) {
-  static int n = 0;
-  std::vector<std::string> argv = {BinDir() + "/vergectl", "--config",
-                                   cloud.data_dir() + "/vergectl.yaml"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  Process ctl(argv, tmp / ("vergectl-" + std::to_string(++n) + ".out"));
-  auto rc = ctl.Wait(std::chrono::seconds(30));
-  EXPECT_EQ(rc, 0) << ctl.Log();
-  return rc == 0 ? ctl.Log() : "";
-}
-
-json CtlJson(Cloud& cloud, const TempDir& tmp, std::vector<std::string> args) {
-  args.insert(args.end(), {"-o", "json"});
-  std::string out = Ctl(cloud, tmp, args);
-  json j = json::parse(out, nullptr, false);
-  return j.is_discarded() ? json() : j;
-}
-
 TEST(RulesCloud, AppliedRuleRunsWhereItsSelectorMatchesAndItsAlertsReachVergectl) {
   Node n;
   n.Start();

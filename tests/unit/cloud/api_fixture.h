@@ -4,6 +4,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <memory>
 #include <string>
@@ -74,8 +75,13 @@ class CloudApiTest : public ::testing::Test {
     devices_ = std::make_unique<DeviceService>(*store_, *registry_, *link_, clock_);
     rules_ = std::make_unique<RuleService>(*store_, *registry_, *link_, clock_);
     registry_->SetLabelsObserver(rules_.get());
-    api_ = std::make_unique<Api>(*registry_, *tokens_, *link_, *devices_, *rules_, *telemetry_,
-                                 *store_, clock_);
+    apps_ = std::make_unique<AppService>(*store_, *registry_, *link_, clock_);
+    artifacts_dir_ = ::testing::TempDir() + "/artifacts-" + std::to_string(::getpid()) + "-" +
+                     ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    artifacts_ = std::make_unique<ArtifactStore>(artifacts_dir_, 1 << 20);
+    ASSERT_TRUE(artifacts_->Open().ok());
+    api_ = std::make_unique<Api>(*registry_, *tokens_, *link_, *devices_, *rules_, *apps_,
+                                 *artifacts_, *telemetry_, *store_, clock_);
   }
   // The fingerprint join tokens pin; a test with a real CA returns its own.
   virtual std::string CaFingerprint() { return std::string(64, 'a'); }
@@ -120,6 +126,9 @@ class CloudApiTest : public ::testing::Test {
   std::unique_ptr<LinkService> link_;
   std::unique_ptr<DeviceService> devices_;
   std::unique_ptr<RuleService> rules_;
+  std::unique_ptr<AppService> apps_;
+  std::string artifacts_dir_;
+  std::unique_ptr<ArtifactStore> artifacts_;
   std::unique_ptr<Api> api_;
 };
 
