@@ -63,13 +63,12 @@ class Api {
 class JoinService {
  public:
   JoinService(Registry& registry, TokenService& tokens, const pki::CertificateAuthority& ca,
-              int cert_validity_days, const Clock& clock, ArtifactStore* artifacts = nullptr)
+              int cert_validity_days, ArtifactStore* artifacts = nullptr)
       : registry_(registry),
         artifacts_(artifacts),
         tokens_(tokens),
         ca_(ca),
-        validity_days_(cert_validity_days),
-        clock_(clock) {}
+        validity_days_(cert_validity_days) {}
 
   // GET /v1/ca, POST /v1/join, and GET /v1/artifacts/SHA for nodes (their certificate).
   http::Response Handle(const http::Request& req);
@@ -82,7 +81,6 @@ class JoinService {
   TokenService& tokens_;
   const pki::CertificateAuthority& ca_;
   int validity_days_;
-  const Clock& clock_;
 };
 
 }  // namespace verge::cloud

@@ -69,7 +69,7 @@ Status Server::Start() {
   api_ = std::make_unique<Api>(*registry_, *tokens_, *link_, *devices_, *rules_, *apps_,
                                *artifacts_, *telemetry_, *store_, clock_);
   join_ = std::make_unique<JoinService>(*registry_, *tokens_, identity_->ca, config_.node_cert_days,
-                                        clock_, artifacts_.get());
+                                        artifacts_.get());
 
   NetServer::Options net_opts;
   net_opts.threads = config_.io_threads > 0

@@ -27,7 +27,7 @@ struct World {
   verge::pki::CertificateAuthority ca =
       std::move(verge::pki::CertificateAuthority::Create("fuzz", 10)).value();
   verge::cloud::TokenService tokens{*store, clock, "00"};
-  verge::cloud::JoinService join{registry, tokens, ca, 1, clock};
+  verge::cloud::JoinService join{registry, tokens, ca, 1};
   World() { (void)registry.AddJoined("fuzz-node", "01", 0, "ip"); }
 };
 

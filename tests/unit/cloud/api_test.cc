@@ -22,7 +22,7 @@ class ApiTest : public CloudApiTest {
  protected:
   void SetUp() override {
     CloudApiTest::SetUp();
-    join_ = std::make_unique<JoinService>(*registry_, *tokens_, *ca_, 30, clock_);
+    join_ = std::make_unique<JoinService>(*registry_, *tokens_, *ca_, 30);
   }
   std::string CaFingerprint() override {
     ca_.emplace(std::move(pki::CertificateAuthority::Create("ca", 10)).value());

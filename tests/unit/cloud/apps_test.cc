@@ -248,7 +248,7 @@ TEST_F(AppServiceTest, ArtifactsAreContentAddressedAndOnlyNodesFetchThem) {
   AddNode("n1", {});
   auto ca = pki::CertificateAuthority::Create("test CA", 1);
   ASSERT_TRUE(ca.ok());
-  JoinService join(*registry_, *tokens_, *ca, 30, clock_, artifacts_.get());
+  JoinService join(*registry_, *tokens_, *ca, 30, artifacts_.get());
   http::Request req;
   req.method = "GET";
   req.target = "/v1/artifacts/" + sha;
