@@ -58,7 +58,7 @@ for ((i = 1; i <= NODES; i++)); do
   NODE_PIDS+=($!)
 done
 for ((t = 0; t < 600; t++)); do
-  online=$(dp_api /api/v1/status | dp_json 'd["nodes"]["online"]' 2>/dev/null || echo 0)
+  online=$(dp_api /api/v1/status | dp_json 'd["online"]' 2>/dev/null || echo 0)
   [[ "$online" -ge "$NODES" ]] && break
   sleep 0.2
 done
