@@ -20,6 +20,7 @@
 #include "common/pki.h"
 #include "node/runtime/log_files.h"
 #include "node/runtime/native.h"
+#include "node/runtime/oci_image.h"
 
 namespace verge::node {
 namespace {
@@ -58,11 +59,12 @@ std::optional<runtime::Handle> HandleFrom(const json& j) {
   }
 }
 
-// A tarball (gzip, or a ustar header) rather than a single executable.
+// A tarball (gzip, zstd, or a ustar header) rather than a single executable.
 bool LooksLikeTarball(const std::string& data) {
   if (data.size() >= 2 && static_cast<unsigned char>(data[0]) == 0x1f &&
       static_cast<unsigned char>(data[1]) == 0x8b)
     return true;
+  if (data.size() >= 4 && data.compare(0, 4, "\x28\xb5\x2f\xfd") == 0) return true;
   return data.size() > 262 && data.compare(257, 5, "ustar") == 0;
 }
 
@@ -352,19 +354,10 @@ Result<std::string> AppManager::EnsureArtifact(const std::string& sha256) {
     std::string dir = path + ".d";
     std::error_code ec;
     fs::remove_all(dir, ec);
-    VERGE_RETURN_IF_ERROR(MakeDirs(dir));
-    // tar itself refuses absolute names and ".." unless told otherwise.
-    std::string cmd = fmt::format("tar -xf '{}' -C '{}' --no-same-owner 2>&1", path, dir);
-    if (std::system(cmd.c_str()) != 0) {  // NOLINT(cert-env33-c): fixed command, no user text
-      fs::remove_all(dir, ec);
-      return Error(Code::kInvalidArgument, "artifact sha256:{} is not a tarball tar can read",
-                   sha256);
+    if (auto st = runtime::UnpackTarball(path, dir, runtime::UnpackLimits{}); !st.ok()) {
+      fs::remove(path, ec);
+      return Error(Code::kInvalidArgument, "artifact sha256:{}: {}", sha256, st.message());
     }
-    std::error_code perm_ec;
-    fs::permissions(dir,
-                    fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                        fs::perms::others_read | fs::perms::others_exec,
-                    perm_ec);
   }
   return path;
 }

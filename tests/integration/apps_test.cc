@@ -159,6 +159,38 @@ TEST(AppsLive, NativeReplicasLandOnlyOnMatchingNodesAndLogsReachVergectl) {
   EXPECT_TRUE(Eventually([&] { return CountProcesses(marker) == 0; }));
 }
 
+TEST(AppsLive, NativeAppRunsFromAPushedTarballArtifact) {
+  if (!CanRunNative()) GTEST_SKIP() << "native workloads need root and cgroups";
+  Fleet f;
+  f.AddNode("t1", "");
+  f.WaitOnline();
+  std::string src = f.tmp / "tool";
+  std::filesystem::create_directories(src + "/bin");
+  std::ofstream(src + "/bin/run.sh") << "#!/bin/sh\necho tool says $1\nexec sleep 1000\n";
+  std::filesystem::permissions(src + "/bin/run.sh", std::filesystem::perms::owner_all |
+                                                        std::filesystem::perms::group_read |
+                                                        std::filesystem::perms::group_exec |
+                                                        std::filesystem::perms::others_read |
+                                                        std::filesystem::perms::others_exec);
+  std::string tarball = f.tmp / "tool.tar.gz";
+  ASSERT_EQ(std::system(("tar -czf " + tarball + " -C " + src + " bin").c_str()), 0);
+  json pushed = CtlJson(*f.cloud, f.tmp, {"artifacts", "push", tarball});
+  ASSERT_TRUE(pushed.is_object()) << pushed;
+  f.Apply(
+      "apiVersion: verge/v1\nkind: App\nmetadata: {name: tool}\nspec:\n  type: native\n"
+      "  artifact: " +
+      pushed["ref"].get<std::string>() +
+      "\n"
+      "  command: [\"bin/run.sh\", \"hello\"]\n");
+  json app;
+  ASSERT_TRUE(f.AppIs(
+      "tool", [](const json& a) { return a["readyReplicas"] == 1; }, &app))
+      << app.dump(2);
+  EXPECT_TRUE(Eventually([&] {
+    return Ctl(*f.cloud, f.tmp, {"logs", "tool"}).find("tool says hello") != std::string::npos;
+  }));
+}
+
 TEST(AppsLive, MemoryHogIsKilledByItsLimitRestartedWithBackoffAndReported) {
   if (!CanRunNative()) GTEST_SKIP() << "native workloads need root and cgroups";
   Fleet f;

@@ -1405,6 +1405,49 @@ Result<ImageConfig> UnpackImageArchive(const std::string& archive, const std::st
   return config;
 }
 
+Status UnpackTarball(const std::string& tarball, const std::string& dir,
+                     const UnpackLimits& limits) {
+  Fd file(::open(tarball.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!file.valid()) return ErrnoStatus(fmt::format("opening {}", tarball));
+  struct stat st {};
+  if (::fstat(file.get(), &st) != 0) return ErrnoStatus(tarball);
+  if (!S_ISREG(st.st_mode)) return Error(Code::kInvalidArgument, "{} is not a file", tarball);
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  VERGE_ASSIGN_OR_RETURN(Compression c, PeekCompression(file.get(), 0, size));
+  if (c == Compression::kBzip2 || c == Compression::kXz)
+    return Error(Code::kInvalidArgument, "{} is {}-compressed: only gzip and zstd are supported",
+                 tarball, c == Compression::kXz ? "xz" : "bzip2");
+  if (::mkdir(dir.c_str(), 0755) != 0) return ErrnoStatus(fmt::format("creating {}", dir));
+  (void)::chmod(dir.c_str(), 0755);
+  Status result;
+  {
+    Fd root(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!root.valid()) {
+      result = ErrnoStatus(dir);
+    } else {
+      Budget budget{
+          limits.max_bytes, limits.max_entries,
+          SaturatingAdd(
+              SaturatingAdd(limits.max_bytes, 16ULL << 20),
+              limits.max_entries > UINT64_MAX / 4096 ? UINT64_MAX : limits.max_entries * 4096)};
+      FileRange raw(file.get(), 0, size);
+      std::unique_ptr<Stream> decoder;
+      if (c == Compression::kGzip) decoder = std::make_unique<GzipStream>(raw);
+      if (c == Compression::kZstd) decoder = std::make_unique<ZstdStream>(raw);
+      HashingStream counted(decoder ? *decoder : static_cast<Stream&>(raw), &budget.stream_left);
+      TarReader tar(counted);
+      LayerApplier applier(root.get(), limits, &budget);
+      result = applier.Apply(tar);
+    }
+  }
+  if (!result.ok()) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    return result.Wrap(fmt::format("unpacking {}", tarball));
+  }
+  return Status::Ok();
+}
+
 Result<UnpackedImage> UnpackImageCached(const std::string& archive, const std::string& images_dir,
                                         const UnpackLimits& limits) {
   VERGE_ASSIGN_OR_RETURN(std::string key, ImageKey(archive));

@@ -60,6 +60,12 @@ struct UnpackedImage {
 Result<ImageConfig> UnpackImageArchive(const std::string& archive, const std::string& rootfs,
                                        const UnpackLimits& limits);
 
+// Unpacks a plain tarball (tar, tar+gzip or tar+zstd: a native app's artifact) into `dir`, which
+// must not exist yet, with the same confinement as image layers (no absolute paths, no "..",
+// symbolic links resolved inside `dir`, the limits); on failure nothing is left behind.
+Status UnpackTarball(const std::string& tarball, const std::string& dir,
+                     const UnpackLimits& limits);
+
 // Unpacks `archive` into IMAGES/<key>/ unless it is there already. The key is the archive's
 // file name when that is a sha256 in hex (optionally followed by an extension such as
 // ".tar"), as the node stores artifacts under their digests; otherwise the archive is hashed.

@@ -127,6 +127,39 @@ class OciImageTest : public ::testing::Test {
   int n_ = 0;
 };
 
+// Native apps' tarball artifacts go through the same confinement as image layers.
+TEST_F(OciImageTest, TarballArtifactsUnpackConfined) {
+  TarWriter good;
+  good.Dir("bin");
+  good.File("bin/tool", "#!/bin/sh\necho hi\n", 0755);
+  good.Symlink("current", "bin");
+  std::string ok_tar = tmp_.path() + "/ok.tar";
+  good.WriteTo(ok_tar);
+  std::string out = tmp_.path() + "/ok";
+  ASSERT_TRUE(UnpackTarball(ok_tar, out, {}).ok());
+  EXPECT_EQ(testing::ReadText(out + "/bin/tool"), "#!/bin/sh\necho hi\n");
+  EXPECT_TRUE(fs::is_symlink(out + "/current"));
+
+  TarWriter bad;
+  bad.File("../escape", "x");
+  std::string bad_tar = tmp_.path() + "/bad.tar";
+  bad.WriteTo(bad_tar);
+  auto st = UnpackTarball(bad_tar, tmp_.path() + "/bad", {});
+  EXPECT_FALSE(st.ok());
+  EXPECT_FALSE(fs::exists(tmp_.path() + "/escape"));
+  EXPECT_FALSE(fs::exists(tmp_.path() + "/bad")) << "nothing is left behind";
+
+  TarWriter through;
+  through.Symlink("out", "/etc");
+  through.File("out/verge-escape", "x");
+  std::string through_tar = tmp_.path() + "/through.tar";
+  through.WriteTo(through_tar);
+  (void)UnpackTarball(through_tar, tmp_.path() + "/through", {});
+  EXPECT_FALSE(fs::exists("/etc/verge-escape"));
+
+  EXPECT_FALSE(UnpackTarball(tmp_.path() + "/missing.tar", tmp_.path() + "/m", {}).ok());
+}
+
 TEST_F(OciImageTest, CachedImageIsUnpackedOnce) {
   TarWriter l;
   l.File("a.txt", "one");
