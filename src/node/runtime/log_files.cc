@@ -9,6 +9,8 @@
 #include <system_error>
 #include <vector>
 
+#include "node/runtime/internal.h"
+
 namespace verge::node::runtime {
 namespace {
 
@@ -34,20 +36,6 @@ int OpenRegular(const std::string& path, int flags) {
   }
   return fd;
 }
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 Status WriteAll(int fd, const char* data, size_t n, const std::string& path) {
   while (n > 0) {

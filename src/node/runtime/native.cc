@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "common/fs.h"
+#include "node/runtime/internal.h"
 
 namespace verge::node::runtime {
 namespace {
@@ -615,46 +616,6 @@ std::optional<ChildError> ReadChildError(int fd, Clock::time_point deadline) {
     got += static_cast<size_t>(n);
     if (got == sizeof e) return e;
   }
-}
-
-struct ExitRecord {
-  int code = -1;
-  int signal = 0;
-  std::string message;
-};
-
-std::optional<ExitRecord> ReadExitRecord(const std::string& dir) {
-  auto text = ReadFile(dir + "/exit");
-  if (!text.ok()) return std::nullopt;
-  ExitRecord rec;
-  bool any = false;
-  size_t start = 0;
-  while (start < text->size()) {
-    size_t end = text->find('\n', start);
-    if (end == std::string::npos) end = text->size();
-    std::string_view line = std::string_view(*text).substr(start, end - start);
-    start = end + 1;
-    size_t eq = line.find('=');
-    if (eq == std::string_view::npos) continue;
-    std::string_view key = line.substr(0, eq);
-    std::string value(line.substr(eq + 1));
-    if (key == "message") {
-      rec.message = value;
-      continue;
-    }
-    char* endp = nullptr;
-    long v = strtol(value.c_str(), &endp, 10);
-    if (endp == value.c_str() || *endp != '\0') continue;
-    if (key == "code") {
-      rec.code = static_cast<int>(v);
-      any = true;
-    } else if (key == "signal") {
-      rec.signal = static_cast<int>(v);
-      any = true;
-    }
-  }
-  if (!any) return std::nullopt;
-  return rec;
 }
 
 // The supervisor ended and left no record (it was killed): record what we know, so that later

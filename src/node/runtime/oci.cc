@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "common/fs.h"
+#include "node/runtime/internal.h"
 
 namespace verge::node::runtime {
 namespace {
@@ -69,33 +70,6 @@ bool ValidId(std::string_view id) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
   });
 }
-
-// Owned descriptor (oci_image.cc has its own; these are tiny).
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      Reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { Reset(); }
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // Moves a descriptor above the ones a child gets by number (0-3), so that dup2 in posix_spawn
 // never meets itself.
@@ -264,49 +238,6 @@ Result<CommandResult> RunCommand(const std::vector<std::string>& argv, milliseco
   drain(out_r, &res.out);
   drain(err_r, &res.err);
   return res;
-}
-
-struct ExitRecord {
-  int code = -1;
-  int signal = 0;
-  uint64_t oom_kills = 0;
-  std::string message;
-};
-
-std::optional<ExitRecord> ReadExitRecord(const std::string& dir) {
-  auto text = ReadFile(dir + "/exit");
-  if (!text.ok()) return std::nullopt;
-  ExitRecord rec;
-  bool any = false;
-  size_t start = 0;
-  while (start < text->size()) {
-    size_t end = text->find('\n', start);
-    if (end == std::string::npos) end = text->size();
-    std::string_view line = std::string_view(*text).substr(start, end - start);
-    start = end + 1;
-    size_t eq = line.find('=');
-    if (eq == std::string_view::npos) continue;
-    std::string_view key = line.substr(0, eq);
-    std::string value(line.substr(eq + 1));
-    if (key == "message") {
-      rec.message = value;
-      continue;
-    }
-    char* endp = nullptr;
-    long long v = std::strtoll(value.c_str(), &endp, 10);
-    if (endp == value.c_str() || *endp != '\0') continue;
-    if (key == "code") {
-      rec.code = static_cast<int>(v);
-      any = true;
-    } else if (key == "signal") {
-      rec.signal = static_cast<int>(v);
-      any = true;
-    } else if (key == "oom_kills") {
-      rec.oom_kills = v > 0 ? static_cast<uint64_t>(v) : 0;
-    }
-  }
-  if (!any) return std::nullopt;
-  return rec;
 }
 
 // v1 controllers mounted next to a cgroup2 hierarchy: crun refuses to work there.
