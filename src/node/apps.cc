@@ -203,10 +203,23 @@ Status AppManager::Start() {
     json state = json::parse(*text, nullptr, false);
     if (state.is_object()) {
       for (const auto& [id, j] : state.items()) {
+        // A damaged record is skipped (its workload, if it runs, is killed as an orphan below),
+        // never a reason for the agent not to start.
+        if (!j.is_object()) continue;
+        int64_t started_ms = 0;
+        uint32_t restarts = 0;
+        std::string hex;
+        try {
+          started_ms = j.value("startedMs", int64_t{0});
+          restarts = j.value("restarts", 0u);
+          hex = j.value("workload", std::string());
+        } catch (const json::exception&) {
+          continue;
+        }
         auto h = HandleFrom(j.value("handle", json()));
-        if (!h || !j.contains("workload")) continue;
+        if (!h) continue;
         v1::Workload w;
-        auto bytes = FromHex(j.value("workload", std::string()));
+        auto bytes = FromHex(hex);
         if (!bytes || !w.ParseFromString(*bytes)) continue;
         auto kind = KindOf(w.type());
         auto rt = kind ? runtimes_.find(*kind) : runtimes_.end();
@@ -218,15 +231,15 @@ Status AppManager::Start() {
         if (adopted.ok() && *adopted) {
           e->handle = *h;
           e->status = "running";
-          e->started_ms = j.value("startedMs", int64_t{0});
+          e->started_ms = started_ms;
           e->started_at = clock_.SteadyMs();
-          e->restarts = j.value("restarts", 0u);
+          e->restarts = restarts;
           kept_cgroups.insert(h->cgroup);
           spdlog::info("apps: re-adopted {} (pid {})", id, h->pid);
         } else {
           // It ended while the agent was away: clean up; it starts again below.
           (void)e->rt->Stop(*h, Millis(0));
-          e->restarts = j.value("restarts", 0u);
+          e->restarts = restarts;
           spdlog::info("apps: {} ended while the agent was down; it will be started again", id);
         }
         if (auto spec = SpecFor(w); spec.ok()) e->spec = std::move(*spec);
