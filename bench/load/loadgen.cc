@@ -201,6 +201,11 @@ struct Options {
   bool join_only = false;
   std::vector<int> steps;  // link counts to measure at, ascending; the last is `nodes`
   std::string on_window;
+  // Reconnect storm: after the last window, run this (it restarts the cloud on the same
+  // addresses and returns once the new cloud listens), then time how long until every link
+  // is back.
+  std::string storm;
+  Millis storm_deadline{600'000};
 };
 
 struct Shared {
@@ -590,6 +595,63 @@ json MeasureWindow(const Options& o, Fleet& fleet, const CloudObserver& cloud, i
   return w;
 }
 
+// The reconnect storm (--storm): restarts the cloud through the command, then follows the
+// links back: the time from the new cloud listening until 50/90/99/100 % of them are
+// connected again, and the new cloud's CPU and peak RSS meanwhile.
+json MeasureStorm(const Options& o, Fleet& fleet, CloudObserver& cloud) {
+  int64_t want = fleet.first_connects();
+  std::cerr << fmt::format("loadgen: storm: restarting the cloud under {} links\n", want);
+  auto k0 = SteadyClock::now();
+  int rc = std::system(o.storm.c_str());
+  double restart_s = SecondsSince(k0);
+  json out = {
+      {"links", want}, {"restart_command_exit", rc}, {"restart_seconds", Round(restart_s, 3)}};
+  if (!o.cloud_dir.empty()) {
+    if (auto listen = ReadFile(o.cloud_dir + "/listen.json"); listen.ok()) {
+      auto j = json::parse(*listen, nullptr, false);
+      if (j.is_object() && j.contains("pid")) cloud.pid = j["pid"].get<int>();
+    }
+  }
+  auto t0 = SteadyClock::now();
+  std::map<int, double> at;  // percent -> seconds
+  int64_t peak_rss = 0;
+  double next_report = 5;
+  ProcSample last{};
+  while (!g_interrupted) {
+    int64_t c = fleet.connected_now();
+    double secs = SecondsSince(t0);
+    for (int pct : {50, 90, 99, 100}) {
+      if (!at.count(pct) && c * 100 >= want * pct) at[pct] = secs;
+    }
+    if (cloud.pid) {
+      ProcSample p = SampleProc(cloud.pid);
+      if (p.ok) {
+        peak_rss = std::max(peak_rss, p.rss_kb);
+        last = p;
+      }
+    }
+    if (at.count(100) || secs * 1000 > static_cast<double>(o.storm_deadline.count())) break;
+    if (secs >= next_report) {
+      next_report += 5;
+      std::cerr << fmt::format("loadgen: storm {:.0f}s: {} of {} back\n", secs, c, want);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  json back = json::object();
+  for (const auto& [pct, secs] : at) back[fmt::format("p{}", pct)] = Round(secs, 3);
+  out["seconds_until_back"] = back;
+  out["all_back"] = at.count(100) > 0;
+  out["connected_at_end"] = fleet.connected_now();
+  if (last.ok) {
+    // The new cloud process's whole CPU time: it started with the storm.
+    out["cloud_cpu_seconds"] = Round(last.cpu_seconds, 3);
+    if (at.count(100) && at[100] > 0)
+      out["cloud_cpu_percent_avg"] = Round(100.0 * last.cpu_seconds / (restart_s + at[100]), 1);
+    out["cloud_peak_rss_kb"] = peak_rss;
+  }
+  return out;
+}
+
 int Run(Options o) {
   // Cloud observation, when its data dir is known.
   CloudObserver cloud;
@@ -717,6 +779,11 @@ int Run(Options o) {
       std::cerr << "loadgen: window " << s["window"].dump() << "\n";
       out["steps"].push_back(std::move(s));
     }
+    if (!o.storm.empty() && !g_interrupted) {
+      out["storm"] = MeasureStorm(o, fleet, cloud);
+      ok = ok && out["storm"]["all_back"].get<bool>();
+      std::cerr << "loadgen: storm " << out["storm"].dump() << "\n";
+    }
     std::cerr << "loadgen: stopping\n";
     fleet.StopAll();
     if (auto e = fleet.Errors(); !e.is_null()) out["link_errors"] = e;
@@ -775,6 +842,14 @@ int main(int argc, char** argv) {
   app.add_option("--on-window", o.on_window,
                  "Shell command run at each window's begin and end, with VERGE_LOADGEN_WINDOW="
                  "begin|end and VERGE_LOADGEN_NODES set");
+  std::string storm_deadline = "10m";
+  app.add_option(
+      "--storm", o.storm,
+      "Reconnect storm: after the last window run this shell command, which must restart "
+      "the cloud on the same addresses and return once it listens; then time until every "
+      "link is back");
+  app.add_option("--storm-deadline", storm_deadline, "Give up waiting for the storm after this")
+      ->capture_default_str();
   app.add_flag("--reuse", o.reuse, "Reuse identities already in --work-dir instead of joining");
   app.add_flag("--keep", o.keep, "Keep the temporary work dir");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
@@ -791,6 +866,7 @@ int main(int argc, char** argv) {
   };
   if (auto d = dur("--heartbeat", heartbeat)) o.heartbeat = *d;
   if (auto d = dur("--duration", duration)) o.duration = *d;
+  if (auto d = dur("--storm-deadline", storm_deadline)) o.storm_deadline = *d;
   if (!settle.empty()) o.settle = dur("--settle", settle);
   if (!connect_deadline.empty()) o.connect_deadline = dur("--connect-deadline", connect_deadline);
   if (auto st = SetupLogging(log_level); !st.ok()) errors.push_back(st.message());

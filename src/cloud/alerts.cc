@@ -37,29 +37,74 @@ Result<std::string> CheckData(const std::string& text) {
 
 }  // namespace
 
-Result<std::vector<AlertRecord>> DecodeAlertBatch(const v1::UplinkBatch& batch,
-                                                  const std::string& node, int64_t received_ms) {
+namespace {
+
+// The batch's payload, decompressed and size-capped; `what` names it in errors.
+Result<std::string> BatchPayload(const v1::UplinkBatch& batch, std::string_view what) {
   if (batch.seq() == 0) return Invalid("seq 0 is not a valid uplink sequence number");
-  std::string plain;
-  std::string_view bytes;
   switch (batch.codec()) {
     case v1::CODEC_NONE:
       if (batch.data().size() > kMaxAlertBatchBytes) {
-        return Error(Code::kResourceExhausted, "alert batch larger than {} bytes",
+        return Error(Code::kResourceExhausted, "{} batch larger than {} bytes", what,
                      kMaxAlertBatchBytes);
       }
-      bytes = batch.data();
-      break;
+      return batch.data();
     case v1::CODEC_ZSTD: {
       auto d = ZstdDecompress(batch.data(), kMaxAlertBatchBytes);
-      if (!d.ok()) return d.status().Wrap("alert batch data");
-      plain = std::move(*d);
-      bytes = plain;
-      break;
+      if (!d.ok()) return d.status().Wrap(fmt::format("{} batch data", what));
+      return std::move(*d);
     }
     default:
       return Invalid(fmt::format("unknown codec {}", static_cast<int>(batch.codec())));
   }
+}
+
+bool IsNodeEventType(std::string_view t) {
+  if (t.empty() || t.size() > 64 || t.find('.') == std::string_view::npos) return false;
+  if (t.front() < 'a' || t.front() > 'z' || t.back() == '.') return false;
+  char prev = 0;
+  for (char c : t) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
+    if (!ok || (c == '.' && prev == '.')) return false;
+    prev = c;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<std::vector<NodeEvent>> DecodeNodeEventBatch(const v1::UplinkBatch& batch,
+                                                    const std::string& node) {
+  VERGE_ASSIGN_OR_RETURN(std::string bytes, BatchPayload(batch, "event"));
+  v1::NodeEventBatch eb;
+  if (!eb.ParseFromString(bytes)) return Invalid("batch data is not a verge.v1.NodeEventBatch");
+  if (static_cast<uint64_t>(eb.events_size()) != batch.count()) {
+    return Invalid(
+        fmt::format("batch says {} events but holds {}", batch.count(), eb.events_size()));
+  }
+  std::vector<NodeEvent> out;
+  out.reserve(static_cast<size_t>(eb.events_size()));
+  for (int i = 0; i < eb.events_size(); ++i) {
+    const v1::NodeEvent& e = eb.events(i);
+    if (!IsNodeEventType(e.type())) {
+      return Invalid(fmt::format(
+          "event {}: type {:?} is not 1-64 characters of [a-z0-9_.], dotted (autonomy.degraded)", i,
+          ClipUtf8(e.type(), 80)));
+    }
+    if (e.ts_ms() < 0) return Invalid(fmt::format("event {}: timestamp before 1970", i));
+    NodeEvent r;
+    r.node = node;
+    r.ts_ms = e.ts_ms();
+    r.type = e.type();
+    r.message = ClipUtf8(e.message(), kMaxNodeEventMessageBytes);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Result<std::vector<AlertRecord>> DecodeAlertBatch(const v1::UplinkBatch& batch,
+                                                  const std::string& node, int64_t received_ms) {
+  VERGE_ASSIGN_OR_RETURN(std::string bytes, BatchPayload(batch, "alert"));
   v1::AlertBatch ab;
   if (!ab.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return Invalid("batch data is not a verge.v1.AlertBatch");

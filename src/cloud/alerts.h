@@ -35,6 +35,14 @@ inline constexpr int kMaxAlertLimit = 10'000;
 Result<std::vector<AlertRecord>> DecodeAlertBatch(const v1::UplinkBatch& batch,
                                                   const std::string& node, int64_t received_ms);
 
+// The events of a batch of content BATCH_EVENTS, for the node's event history (ts_ms the
+// node's). Types must be lowercase and dotted (autonomy.degraded): an undotted type is one
+// the cloud itself records (online, offline, ...), which a node may not forge.
+Result<std::vector<NodeEvent>> DecodeNodeEventBatch(const v1::UplinkBatch& batch,
+                                                    const std::string& node);
+// Largest NodeEvent message kept; longer ones are cut (at a character boundary).
+inline constexpr size_t kMaxNodeEventMessageBytes = 2000;
+
 // rule, node, severity, since (RFC 3339, epoch ms, or a duration meaning that long ago), limit
 // (1-10,000, default 100). Every problem at once; unknown parameters are errors.
 Result<AlertQuery> ParseAlertQuery(const std::map<std::string, std::string>& params,

@@ -193,6 +193,7 @@ http::Response Api::Route(const http::Request& req) {
                       {"batchesDuplicate", tc.batches_duplicate.load()},
                       {"readingsStored", tc.readings_stored.load()},
                       {"alertsStored", tc.alerts_stored.load()},
+                      {"nodeEventsStored", tc.events_stored.load()},
                       {"readingsCompacted", tc.readings_compacted.load()},
                       {"telemetryQueueBytes", telemetry_.queued_bytes()},
                       {"linkAddress", link_address_}});

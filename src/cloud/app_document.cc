@@ -104,6 +104,7 @@ Status WorkloadToProto(const DesiredWorkload& w, v1::Workload* out) {
   out->set_id(WorkloadId(p.app, p.replica));
   out->set_app(p.app);
   out->set_revision(p.revision);
+  out->set_updated_ms(w.revision_created_ms);
   out->set_version(spec.version);
   out->set_type(std::string(AppTypeName(spec.type)));
   for (const auto& c : spec.command) out->add_command(c);

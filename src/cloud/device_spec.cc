@@ -489,6 +489,7 @@ void DeviceToProto(const Device& d, v1::Device* out) {
   for (const auto& [k, v] : d.spec.labels) (*out->mutable_labels())[k] = v;
   out->set_token_sha256(d.token_sha256);
   out->set_mqtt_password_hash(d.mqtt_password_hash);
+  out->set_updated_ms(d.updated_ms);
   for (const auto& m : d.spec.metrics) {
     auto* pm = out->add_metrics();
     pm->set_name(m.name);

@@ -294,6 +294,18 @@ class LinkService::Conn final : public LinkService::Connection,
         rec.alerts = std::move(*alerts);
         return rec;
       }
+      case v1::BATCH_EVENTS: {
+        auto events = DecodeNodeEventBatch(batch, peer_.common_name);
+        if (!events.ok()) return events.status();
+        Store::UplinkRecord rec;
+        rec.node = peer_.common_name;
+        rec.seq = batch.seq();
+        rec.low_seq = batch.low_seq();
+        rec.count = events->size();
+        rec.is_events = true;
+        rec.events = std::move(*events);
+        return rec;
+      }
       default:
         return Error(Code::kInvalidArgument, "unknown batch content {}",
                      static_cast<int>(batch.content()));

@@ -259,6 +259,7 @@ struct WorkloadStatusRecord {
 struct DesiredWorkload {
   Placement placement;
   std::string spec_json;
+  int64_t revision_created_ms = 0;  // when the placement's revision was made
 };
 
 // A node's desired state as one consistent read: its version, its devices, the rules whose

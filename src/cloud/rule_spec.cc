@@ -177,6 +177,7 @@ void RuleToProto(const Rule& r, v1::Rule* out) {
   out->set_options_json(r.options_json);
   out->set_stopped(r.stopped);
   out->set_restart_generation(r.restart_generation);
+  out->set_updated_ms(r.updated_ms);
 }
 
 json RuleStatusJson(const RuleStatusRecord& s) {

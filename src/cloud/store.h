@@ -159,6 +159,9 @@ class Store {
     // count is their number.
     bool is_alerts = false;
     std::vector<AlertRecord> alerts{};
+    // A node event batch (v1::BATCH_EVENTS): its events join the node's event history.
+    bool is_events = false;
+    std::vector<NodeEvent> events{};
   };
   // Stores every batch whose (node, seq) was not stored before, all in one transaction, and
   // forgets pairs below each batch's low_seq: readings are staged, alerts become rows of alerts

@@ -226,9 +226,11 @@ Result<std::vector<WorkloadStatusRecord>> SqliteStore::ListWorkloadStatuses(
 
 Result<std::vector<DesiredWorkload>> SqliteStore::NodeWorkloadsLocked(const std::string& node) {
   VERGE_ASSIGN_OR_RETURN(
-      auto st, db_.Prepare("SELECT p.app, p.replica, p.node, p.revision, r.spec FROM placements p "
-                           "JOIN app_revisions r ON r.app = p.app AND r.revision = p.revision "
-                           "WHERE p.node = ? ORDER BY p.app, p.replica"));
+      auto st,
+      db_.Prepare(
+          "SELECT p.app, p.replica, p.node, p.revision, r.spec, r.created_ms FROM placements p "
+          "JOIN app_revisions r ON r.app = p.app AND r.revision = p.revision "
+          "WHERE p.node = ? ORDER BY p.app, p.replica"));
   st.Bind(1, node);
   std::vector<DesiredWorkload> out;
   for (;;) {
@@ -238,6 +240,7 @@ Result<std::vector<DesiredWorkload>> SqliteStore::NodeWorkloadsLocked(const std:
     w.placement = {st.Text(0), static_cast<uint32_t>(st.Int(1)), st.Text(2),
                    static_cast<uint64_t>(st.Int(3))};
     w.spec_json = st.Text(4);
+    w.revision_created_ms = st.Int(5);
     out.push_back(std::move(w));
   }
   return out;

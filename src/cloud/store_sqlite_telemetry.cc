@@ -103,6 +103,10 @@ Result<std::vector<bool>> SqliteStore::StoreUplinkLocked(
       db.Prepare("INSERT INTO alerts (node, batch_seq, idx, rule, ts_ms, severity, message, data, "
                  "received_ms) VALUES (?,?,?,?,?,?,?,?,?)"));
 
+  VERGE_ASSIGN_OR_RETURN(
+      auto event_ins,
+      db.Prepare("INSERT INTO node_events (node, ts_ms, type, message) VALUES (?,?,?,?)"));
+
   std::vector<bool> stored;
   stored.reserve(batches.size());
   for (const UplinkRecord* b : batches) {
@@ -123,7 +127,13 @@ Result<std::vector<bool>> SqliteStore::StoreUplinkLocked(
       stored.push_back(false);
       continue;
     }
-    if (b->is_alerts) {
+    if (b->is_events) {
+      for (const NodeEvent& e : b->events) {
+        event_ins.Bind(1, b->node).Bind(2, e.ts_ms).Bind(3, e.type).Bind(4, e.message);
+        VERGE_RETURN_IF_ERROR(event_ins.Run());
+        event_ins.Reset();
+      }
+    } else if (b->is_alerts) {
       for (const AlertRecord& a : b->alerts) {
         alert_ins.Bind(1, b->node)
             .Bind(2, seq)

@@ -45,6 +45,7 @@ size_t TelemetryWriter::JobBytes(const Job& job) {
   for (const auto& a : job.record.alerts) {
     bytes += 64 + a.rule.size() + a.severity.size() + a.message.size() + a.data_json.size();
   }
+  for (const auto& e : job.record.events) bytes += 64 + e.type.size() + e.message.size();
   return bytes;
 }
 
@@ -104,6 +105,8 @@ size_t TelemetryWriter::CommitPending() {
       ++counters_.batches_stored;
       if (j.record.is_alerts) {
         counters_.alerts_stored += j.record.count;
+      } else if (j.record.is_events) {
+        counters_.events_stored += j.record.count;
       } else {
         counters_.readings_stored += j.record.count;
         staged += j.record.count;

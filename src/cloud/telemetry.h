@@ -72,6 +72,7 @@ struct TelemetryCounters {
   std::atomic<uint64_t> batches_duplicate{0};
   std::atomic<uint64_t> readings_stored{0};
   std::atomic<uint64_t> alerts_stored{0};
+  std::atomic<uint64_t> events_stored{0};  // node events (BATCH_EVENTS)
   std::atomic<uint64_t> commits{0};
   std::atomic<uint64_t> commit_errors{0};
   std::atomic<uint64_t> refused_queue_full{0};

@@ -57,6 +57,7 @@ Status Agent::Start() {
   dp.retention = config_.retention;
   dp.pipeline.batch_max_age = config_.batch_max_age;
   dp.pipeline.batch_max_readings = static_cast<size_t>(config_.batch_max_readings);
+  dp.uplink.rate_bytes_per_s = static_cast<uint64_t>(config_.uplink_rate_kbit) * 1000 / 8;
   dp.mqtt_listen = config_.mqtt_listen;
   dp.mqtt_dir = config_.data_dir + "/mqtt";
   dp.rules_dir = config_.data_dir + "/rules";
@@ -88,6 +89,16 @@ Status Agent::Start() {
   dp.apps.backoff_initial = config_.app_backoff_initial;
   dp.apps.backoff_max = config_.app_backoff_max;
   dp.apps.stop_on_exit = config_.apps_on_exit == "stop";
+  dp.autonomy.after_failures = config_.autonomy_after_failures;
+  dp.autonomy.silence = config_.autonomy_after_silence;
+  // A live cloud answers the ack a quiet link asks for with each heartbeat: two heartbeats and
+  // two seconds without a word is trouble.
+  dp.autonomy.quiet = 2 * config_.heartbeat + Millis(2000);
+  VERGE_ASSIGN_OR_RETURN(dp.override_policies, ParseOverridePolicies(config_.override_policies));
+  dp.clock_skew = [this] {
+    auto s = link_stats();
+    return s ? s->clock_skew_ms : int64_t{0};
+  };
   data_ = std::make_unique<DataPlane>(dp, clock_, [this](v1::Envelope env) {
     if (LinkClient* l = link_ptr_.load()) l->Send(std::move(env));
   });
@@ -163,17 +174,20 @@ void Agent::RunJoinAndLink() {
     lo.reconnect_initial = config_.reconnect_initial;
     lo.reconnect_max = config_.reconnect_max;
     lo.has_backlog = [this] { return data_ && data_->HasBacklog(); };
+    lo.on_heard = [this] { data_->OnHeard(); };
     link_ = std::make_unique<LinkClient>(
         ioc_->get_executor(), lo, [this] { return MakeHello(); }, [this] { return SampleUsage(); },
-        [&fail](LinkState s, const std::string& detail) {
+        [this, &fail](LinkState s, const std::string& detail) {
           switch (s) {
             case LinkState::kConnected:
               spdlog::info("link up ({})", detail);
               break;
             case LinkState::kBackoff:
               spdlog::warn("link down: {}", detail);
+              data_->OnLinkAttemptFailed(detail);
               break;
             case LinkState::kRefused:
+              data_->OnLinkAttemptFailed(detail);
               fail(Error(Code::kPermissionDenied, "{}", detail));
               break;
             default:
@@ -182,7 +196,9 @@ void Agent::RunJoinAndLink() {
           }
         });
     link_->OnMessage([this](const v1::Envelope& env) { data_->OnMessage(env); });
-    link_->OnSession([this](bool up, const v1::HelloAck*) { data_->OnSession(up); });
+    link_->OnSession([this](bool up, const v1::HelloAck* ack, const std::string& why) {
+      data_->OnSession(up, ack, why);
+    });
     link_ptr_ = link_.get();
     link_->Start();
   }

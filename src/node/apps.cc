@@ -575,6 +575,7 @@ void AppManager::Changed() {
     s.set_last_error(e->last_error);
     s.set_started_ms(e->handle ? e->started_ms : 0);
     s.set_oom_kills(e->oom_kills);
+    if (e->handle) s.set_pid(e->handle->pid);
     out.push_back(std::move(s));
   }
   bool changed;

@@ -23,6 +23,18 @@ const ConfigSchema<NodeConfig>& NodeConfigSchema() {
         .Dur("reconnectInitial", "First reconnect delay; doubles per failure, with jitter.",
              &NodeConfig::reconnect_initial)
         .Dur("reconnectMax", "Longest reconnect delay.", &NodeConfig::reconnect_max)
+        .Int("autonomyAfterFailures",
+             "Failed attempts to reach the cloud in a row (a lost stream counts as the first) "
+             "after which the node is autonomous.",
+             &NodeConfig::autonomy_after_failures, 1, 1000)
+        .Dur("autonomyAfterSilence",
+             "No word from the cloud for this long makes the node autonomous, whatever its "
+             "attempts do.",
+             &NodeConfig::autonomy_after_silence)
+        .StrMap("overridePolicies",
+                "Conflict policy of local overrides per kind (rule, device, app): cloud-wins, "
+                "edge-wins, last-writer-wins or merge.",
+                &NodeConfig::override_policies)
         .Str("logLevel", "trace, debug, info, warn or error.", &NodeConfig::log_level)
         .Str("httpListen", "HOST:PORT of the local API devices post readings to.",
              &NodeConfig::http_listen)
@@ -39,6 +51,10 @@ const ConfigSchema<NodeConfig>& NodeConfigSchema() {
              &NodeConfig::batch_max_age)
         .Int("batchMaxReadings", "An uplink batch closes at this many readings.",
              &NodeConfig::batch_max_readings, 1, 1'000'000)
+        .Int("uplinkRateKbit",
+             "Most kbit/s of readings, alerts and events the node sends the cloud (highest "
+             "priority first); 0 for no limit.",
+             &NodeConfig::uplink_rate_kbit, 0, 100'000'000)
         .Str("durability",
              "process: an accepted reading survives a crash of verge-node; power: also a power "
              "loss (fsync on every commit, slower).",
@@ -97,6 +113,16 @@ Status ValidateNodeConfig(const NodeConfig& c) {
     if (auto st = ValidateLabel(k, v); !st.ok()) errors.push_back("labels: " + st.message());
   }
   if (c.heartbeat.count() < 100) errors.push_back("heartbeat must be at least 100ms");
+  for (const auto& [kind, policy] : c.override_policies) {
+    if (kind != "rule" && kind != "device" && kind != "app")
+      errors.push_back("overridePolicies: " + kind + " is not rule, device or app");
+    if (policy != "cloud-wins" && policy != "edge-wins" && policy != "last-writer-wins" &&
+        policy != "merge")
+      errors.push_back("overridePolicies: " + kind + ": " + policy +
+                       " is not cloud-wins, edge-wins, last-writer-wins or merge");
+  }
+  if (c.autonomy_after_silence.count() < 100)
+    errors.push_back("autonomyAfterSilence must be at least 100ms");
   if (c.apps_on_exit != "keep" && c.apps_on_exit != "stop")
     errors.push_back("appsOnExit must be keep or stop");
   if (c.app_user.empty()) errors.push_back("appUser must be set");

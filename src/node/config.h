@@ -23,6 +23,13 @@ struct NodeConfig {
   Millis heartbeat{15'000};
   Millis reconnect_initial{500};
   Millis reconnect_max{30'000};
+  // Autonomy (docs/autonomy.md): failed attempts in a row, or a silence of the cloud, after
+  // which the node counts itself autonomous.
+  int autonomy_after_failures = 3;
+  Millis autonomy_after_silence{60'000};
+  // Conflict policy of local overrides per kind (rule, device, app): cloud-wins, edge-wins,
+  // last-writer-wins or merge. Kinds left out keep their defaults.
+  std::map<std::string, std::string> override_policies;
   std::string log_level = "info";
   // Data path.
   std::string http_listen = "127.0.0.1:7480";
@@ -32,6 +39,7 @@ struct NodeConfig {
   Millis retention{24LL * 3600 * 1000};
   Millis batch_max_age{1000};
   int batch_max_readings = 10'000;
+  int uplink_rate_kbit = 0;                    // kbit/s of batches toward the cloud; 0: no limit
   std::string durability = "process";          // process | power
   std::string mqtt_listen = "127.0.0.1:1883";  // the node's own broker; "off": none
   std::string mqtt_broker;                     // an external broker instead

@@ -9,6 +9,7 @@
 #include "common/fs.h"
 #include "common/pki.h"
 #include "node/modbus/writer.h"
+#include "node/rules/spec.h"
 #include "node/runtime/function.h"
 
 namespace verge::node {
@@ -53,7 +54,10 @@ Result<modbus::ModbusDevice> ModbusOf(const v1::Device& d) {
 }  // namespace
 
 DataPlane::DataPlane(DataPlaneOptions options, const Clock& clock, SendFn send)
-    : options_(std::move(options)), clock_(clock), send_(std::move(send)) {}
+    : options_(std::move(options)),
+      clock_(clock),
+      send_(std::move(send)),
+      autonomy_(std::make_unique<Autonomy>(options_.autonomy, clock_)) {}
 
 DataPlane::~DataPlane() { Stop(); }
 
@@ -105,7 +109,9 @@ Status DataPlane::Start() {
   });
   VERGE_RETURN_IF_ERROR(apps_->Start());
 
-  // The persisted desired state, so that devices and apps run before (or without) the cloud.
+  VERGE_ASSIGN_OR_RETURN(overrides_, OverrideStore::Open(options_.dir + "/overrides.json"));
+  // The persisted desired state (with the node's overrides), so that devices and apps run
+  // before (or without) the cloud.
   std::string desired_path = options_.dir + "/" + kDesiredFile;
   if (std::filesystem::exists(desired_path)) {
     VERGE_ASSIGN_OR_RETURN(auto bytes, ReadFile(desired_path));
@@ -114,10 +120,11 @@ Status DataPlane::Start() {
       return Error(Code::kDataLoss, "{} is damaged; delete it and the cloud will send it again",
                    desired_path);
     std::lock_guard lock(state_mu_);
-    Status st = Apply(d);
-    if (!st.ok()) spdlog::warn("desired state v{}: {}", d.version(), st.message());
+    cloud_desired_ = std::move(d);
+    Status st = ApplyEffectiveLocked();
+    if (!st.ok()) spdlog::warn("desired state v{}: {}", cloud_desired_.version(), st.message());
     state_error_ = st.ok() ? "" : st.message();
-    applied_version_ = d.version();
+    applied_version_ = cloud_desired_.version();
   }
 
   std::string token_path = options_.dir + "/" + kLocalTokenFile;
@@ -135,6 +142,8 @@ Status DataPlane::Start() {
   api_ = std::make_unique<LocalApi>(*ingestor_, *series_, devices_, local_token, clock_,
                                     [this] { return StatsJson(); });
   api_->SetRules(rules_.get());
+  api_->SetStatus([this] { return StatusJson(); }, [this] { return MetricsText(); });
+  api_->SetOverrides([this](const http::Request& r) { return HandleOverrides(r); });
   if (auto it = options_.runtimes.find(runtime::Kind::kFunction); it != options_.runtimes.end())
     api_->SetFunctions(dynamic_cast<runtime::FunctionRuntime*>(it->second));
   http::HttpServer::Options ho;
@@ -312,7 +321,10 @@ void DataPlane::Maintain() {
   int64_t next_rules = 0;
   int64_t next_apps = 0;
   while (!stopping_) {
+    wake_ = false;
     lock.unlock();
+    autonomy_->Tick();
+    QueueAutonomyEvents();
     int64_t now = clock_.SteadyMs();
     if (now >= next_prune) {
       int64_t cutoff = (clock_.WallMs() - options_.retention.count()) * 1'000'000;
@@ -336,9 +348,10 @@ void DataPlane::Maintain() {
       send_(Report());
     }
     lock.lock();
-    int64_t wait = apps_version != reported_apps ? std::max<int64_t>(next_apps - now, 1) : 1000;
+    // A quarter second bounds how late a silence is noticed (autonomy) and an event is saved.
+    int64_t wait = apps_version != reported_apps ? std::max<int64_t>(next_apps - now, 1) : 250;
     maint_cv_.wait_for(lock, Millis(wait), [&] {
-      return stopping_ ||
+      return stopping_ || wake_ ||
              (apps_->status_version() != reported_apps && clock_.SteadyMs() >= next_apps);
     });
   }
@@ -416,11 +429,103 @@ Status DataPlane::Apply(const v1::DesiredState& desired) {
   return Error(Code::kInvalidArgument, "{}", msg);
 }
 
-void DataPlane::OnSession(bool up) {
+void DataPlane::OnSession(bool up, const v1::HelloAck* ack, const std::string& why) {
   session_up_ = up;
   uplink_->OnSession(up);
-  // A new session: the cloud learns the rules' state without waiting for a change.
-  if (up) send_(Report());
+  if (up) {
+    uint64_t cloud_version = ack ? ack->desired_version() : applied_version_.load();
+    {
+      // Overrides are resolved once per reconnect: now if the node's desired state is the
+      // cloud's, else when the cloud's arrives.
+      std::lock_guard lock(state_mu_);
+      resolve_all_pending_ = true;
+      if (cloud_version == applied_version_.load()) {
+        ResolveOverridesLocked(nullptr);
+        if (auto st = ApplyEffectiveLocked(); !st.ok())
+          spdlog::warn("desired state v{}: {}", cloud_desired_.version(), st.message());
+      }
+    }
+    autonomy_->SessionUp(cloud_version, applied_version_.load());
+    // A new session: the cloud learns the rules' state without waiting for a change.
+    send_(Report());
+  } else {
+    autonomy_->SessionDown(why);
+  }
+  WakeMaintenance();
+}
+
+void DataPlane::OnLinkAttemptFailed(const std::string& why) {
+  autonomy_->AttemptFailed(why);
+  WakeMaintenance();
+}
+
+void DataPlane::WakeMaintenance() {
+  {
+    std::lock_guard lock(maint_mu_);
+    wake_ = true;
+  }
+  maint_cv_.notify_all();
+}
+
+void DataPlane::AddNodeEvents(std::vector<v1::NodeEvent> events) {
+  if (events.empty()) return;
+  for (const auto& e : events) spdlog::info("{}: {}", e.type(), e.message());
+  {
+    std::lock_guard lock(events_mu_);
+    for (auto& e : events) unsaved_events_.push_back(std::move(e));
+  }
+  WakeMaintenance();
+}
+
+Status DataPlane::ApplyEffectiveLocked() { return Apply(overrides_->Overlay(cloud_desired_)); }
+
+void DataPlane::ResolveOverridesLocked(const v1::DesiredState* before) {
+  if (!before) resolve_all_pending_ = false;
+  int64_t skew = options_.clock_skew ? options_.clock_skew() : 0;
+  auto events = overrides_->ResolveAll(cloud_desired_, options_.override_policies, skew,
+                                       clock_.WallMs(), before);
+  if (!events.ok()) {
+    spdlog::error("resolving local overrides: {}", events.status().message());
+    return;
+  }
+  AddNodeEvents(std::move(*events));
+}
+
+void DataPlane::QueueAutonomyEvents() {
+  std::lock_guard events_lock(events_mu_);
+  for (auto& t : autonomy_->TakeNew()) {
+    v1::NodeEvent e;
+    e.set_ts_ms(t.at_ms);
+    e.set_type("autonomy." + std::string(LinkModeName(t.to)));
+    e.set_message(fmt::format("{} -> {} after {}: {}", LinkModeName(t.from), LinkModeName(t.to),
+                              FormatDuration(Millis(t.after_ms)), t.reason));
+    spdlog::info("link state {}", e.message());
+    unsaved_events_.push_back(std::move(e));
+  }
+  if (unsaved_events_.empty() || !buffer_) return;
+  v1::NodeEventBatch batch;
+  for (const auto& e : unsaved_events_) *batch.add_events() = e;
+  auto data = ZstdCompress(batch.SerializeAsString(), 3);
+  Status st = data.status();
+  if (data.ok()) {
+    std::vector<data::StoredBatch> stored(1);
+    stored[0].priority = v1::EVENTS;
+    stored[0].count = static_cast<uint32_t>(batch.events_size());
+    stored[0].created_ms = clock_.WallMs();
+    stored[0].data = std::move(*data);
+    st = buffer_->AddBatches(stored);
+  }
+  if (!st.ok()) {
+    // Kept for the next try; a bound so that a disk full for days cannot exhaust memory.
+    if (unsaved_events_.size() > 10'000)
+      unsaved_events_.erase(
+          unsaved_events_.begin(),
+          unsaved_events_.begin() + static_cast<std::ptrdiff_t>(unsaved_events_.size() - 10'000));
+    spdlog::warn("{} node events not saved yet: {}", unsaved_events_.size(), st.message());
+    return;
+  }
+  unsaved_events_.clear();
+  uplink_->Notify();
 }
 
 void DataPlane::OnMessage(const v1::Envelope& env) {
@@ -438,7 +543,9 @@ void DataPlane::OnMessage(const v1::Envelope& env) {
     std::lock_guard lock(state_mu_);
     Status st = WriteFileAtomic(options_.dir + "/" + kDesiredFile, d.SerializeAsString(), 0600);
     if (st.ok()) {
-      st = Apply(d);
+      v1::DesiredState before = std::exchange(cloud_desired_, d);
+      ResolveOverridesLocked(resolve_all_pending_ ? nullptr : &before);
+      st = ApplyEffectiveLocked();
       // Applied as far as it goes: the rest is reported, and the node runs what it could.
       applied_version_ = d.version();
       state_error_ = st.ok() ? "" : st.message();
@@ -452,6 +559,9 @@ void DataPlane::OnMessage(const v1::Envelope& env) {
       spdlog::error("{}", state_error_);
     }
   }
+  // Current as far as this node can get: what did not apply is reported, not waited for.
+  autonomy_->DesiredApplied(d.version());
+  WakeMaintenance();
   send_(Report());
 }
 
@@ -496,6 +606,99 @@ v1::ResumeState DataPlane::Resume() const {
     r.set_uplink_next_seq(buffer_->next_seq());
   }
   return r;
+}
+
+namespace {
+
+nlohmann::json TimeOrNull(int64_t ms) {
+  return ms > 0 ? nlohmann::json(FormatTimeMs(ms)) : nlohmann::json(nullptr);
+}
+
+}  // namespace
+
+std::string DataPlane::StatusJson() const {
+  auto a = autonomy_->Snapshot();
+  nlohmann::json transitions = nlohmann::json::array();
+  for (const auto& t : a.recent) {
+    transitions.push_back({{"from", LinkModeName(t.from)},
+                           {"to", LinkModeName(t.to)},
+                           {"at", FormatTimeMs(t.at_ms)},
+                           {"afterMs", t.after_ms},
+                           {"reason", t.reason}});
+  }
+  nlohmann::json time_in = nlohmann::json::object();
+  for (size_t m = 0; m < kLinkModes; ++m)
+    time_in[std::string(LinkModeName(static_cast<LinkMode>(m)))] = a.total_ms[m];
+  nlohmann::json apps = nlohmann::json::array();
+  for (const auto& w : apps_->Statuses()) {
+    apps.push_back({{"name", w.app()},
+                    {"id", w.id()},
+                    {"revision", w.revision()},
+                    {"status", w.status()},
+                    {"ready", w.ready()},
+                    {"pid", w.pid()},
+                    {"restarts", w.restarts()},
+                    {"startedAt", TimeOrNull(w.started_ms())}});
+  }
+  auto b = buffer_->stats();
+  nlohmann::json j = {{"node", options_.node_name},
+                      {"linkState", LinkModeName(a.mode)},
+                      {"linkStateSince", FormatTimeMs(a.since_ms)},
+                      {"linkStateForMs", a.in_state_ms},
+                      {"lastHeardFromCloud", TimeOrNull(a.last_heard_ms)},
+                      {"failedAttempts", a.failures},
+                      {"transitions", transitions},
+                      {"transitionCount", a.transitions},
+                      {"timeInStateMs", time_in},
+                      {"desiredVersion", applied_version_.load()},
+                      {"apps", apps},
+                      {"buffer", {{"batches", b.batches}, {"readings", b.batch_readings}}}};
+  return j.dump();
+}
+
+std::string DataPlane::MetricsText() const {
+  auto a = autonomy_->Snapshot();
+  std::string out;
+  auto metric = [&](std::string_view name, std::string_view type, std::string_view help) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  };
+  metric("verge_node_link_state", "gauge", "1 for the link's autonomy state, 0 for the others.");
+  for (size_t m = 0; m < kLinkModes; ++m) {
+    auto mode = static_cast<LinkMode>(m);
+    out += fmt::format("verge_node_link_state{{state=\"{}\"}} {}\n", LinkModeName(mode),
+                       mode == a.mode ? 1 : 0);
+  }
+  metric("verge_node_link_state_seconds", "gauge", "Time in the current link state.");
+  out += fmt::format("verge_node_link_state_seconds {:.3f}\n",
+                     static_cast<double>(a.in_state_ms) / 1000.0);
+  metric("verge_node_link_state_seconds_total", "counter",
+         "Time spent in each link state since the agent started.");
+  for (size_t m = 0; m < kLinkModes; ++m) {
+    out += fmt::format("verge_node_link_state_seconds_total{{state=\"{}\"}} {:.3f}\n",
+                       LinkModeName(static_cast<LinkMode>(m)),
+                       static_cast<double>(a.total_ms[m]) / 1000.0);
+  }
+  metric("verge_node_link_transitions_total", "counter", "Link state transitions.");
+  out += fmt::format("verge_node_link_transitions_total {}\n", a.transitions);
+  metric("verge_node_link_failed_attempts", "gauge",
+         "Failed attempts to reach the cloud since the last stream.");
+  out += fmt::format("verge_node_link_failed_attempts {}\n", a.failures);
+  auto b = buffer_->stats();
+  metric("verge_node_buffer_batches", "gauge", "Batches waiting for the cloud.");
+  out += fmt::format("verge_node_buffer_batches {}\n", b.batches);
+  metric("verge_node_buffer_readings", "gauge", "Readings waiting for the cloud.");
+  out += fmt::format("verge_node_buffer_readings {}\n", b.batch_readings);
+  metric("verge_node_buffer_bytes", "gauge", "Compressed bytes waiting for the cloud.");
+  out += fmt::format("verge_node_buffer_bytes {}\n", b.batch_bytes);
+  auto ing = ingestor_->stats();
+  metric("verge_node_ingest_accepted_total", "counter", "Readings accepted from devices.");
+  out += fmt::format("verge_node_ingest_accepted_total {}\n", ing.clean.accepted);
+  auto u = uplink_->stats();
+  metric("verge_node_uplink_acked_total", "counter", "Batches the cloud acknowledged.");
+  out += fmt::format("verge_node_uplink_acked_total {}\n", u.acked);
+  metric("verge_node_desired_version", "gauge", "Desired-state version the node applied.");
+  out += fmt::format("verge_node_desired_version {}\n", applied_version_.load());
+  return out;
 }
 
 std::string DataPlane::StatsJson() const {
@@ -547,7 +750,9 @@ std::string DataPlane::StatsJson() const {
                  {"acked", u.acked},
                  {"resent", u.resent},
                  {"errors", u.errors},
-                 {"ackTimeouts", u.ack_timeouts}};
+                 {"ackTimeouts", u.ack_timeouts},
+                 {"bytesSent", u.bytes_sent},
+                 {"rateWaits", u.rate_waits}};
   nlohmann::json mb = nlohmann::json::object();
   for (const auto& [name, s] : modbus_->Stats()) {
     mb[name] = {{"polls", s.polls},         {"readings", s.readings},
@@ -569,7 +774,169 @@ std::string DataPlane::StatsJson() const {
     j["mqtt"] = mq;
   }
   j["desiredState"] = {{"appliedVersion", applied_version_.load()}};
+  auto a = autonomy_->Snapshot();
+  j["link"] = {{"state", LinkModeName(a.mode)},
+               {"stateForMs", a.in_state_ms},
+               {"transitions", a.transitions},
+               {"failedAttempts", a.failures}};
   return j.dump();
+}
+
+namespace {
+
+nlohmann::json OverrideJson(const Override& o, const OverridePolicies& policies) {
+  return {{"kind", OverrideKindName(o.kind)},
+          {"name", o.name},
+          {"version", o.version},
+          {"origin", o.origin},
+          {"at", FormatTimeMs(o.at_ms)},
+          {"policy", OverridePolicyName(policies.For(o.kind))},
+          {"spec", o.spec},
+          {"base", o.base}};
+}
+
+http::Response JsonResponse(int status, const nlohmann::json& j) {
+  http::Response r;
+  r.status = status;
+  r.body = j.dump();
+  return r;
+}
+
+}  // namespace
+
+Result<Override> DataPlane::PutOverride(OverrideKind kind, const std::string& name,
+                                        nlohmann::json spec, const std::string& origin) {
+  std::lock_guard lock(state_mu_);
+  auto base = ItemJson(cloud_desired_, kind, name);
+  if (!base) {
+    return Error(
+        Code::kNotFound, "the cloud's desired state has no {} {} on this node{}",
+        OverrideKindName(kind), name,
+        kind == OverrideKind::kRule ? " (a local rule is changed with PUT /rules/NAME)" : "");
+  }
+  VERGE_RETURN_IF_ERROR(ValidateItemJson(kind, spec));
+  if (kind == OverrideKind::kRule) {
+    nlohmann::json body = spec;
+    body["name"] = name;
+    body.erase("stopped");
+    auto parsed = rules::ParseRuleSpec(body);
+    if (!parsed.ok()) return Error(Code::kInvalidArgument, "{}", parsed.error().ToString());
+  }
+  Override o;
+  o.kind = kind;
+  o.name = name;
+  o.origin = origin;
+  o.at_ms = clock_.WallMs();
+  o.base = *base;
+  o.spec = std::move(spec);
+  VERGE_ASSIGN_OR_RETURN(Override saved, overrides_->Put(std::move(o)));
+  Status st = ApplyEffectiveLocked();
+  state_error_ = st.ok() ? "" : st.message();
+  v1::NodeEvent e;
+  e.set_ts_ms(saved.at_ms);
+  e.set_type("override.created");
+  e.set_message(fmt::format("{} {} overridden on the node (override v{} by {}){}",
+                            OverrideKindName(kind), name, saved.version, saved.origin,
+                            st.ok() ? "" : "; applying it: " + st.message()));
+  AddNodeEvents({std::move(e)});
+  return saved;
+}
+
+http::Response DataPlane::HandleOverrides(const http::Request& req) {
+  auto fail = [](const Status& st) {
+    http::Response r = http::ErrorResponse(st);
+    if (st.code() == Code::kInvalidArgument) r.status = 400;
+    return r;
+  };
+  std::string origin = "local-api";
+  if (std::string who = req.Header("x-verge-operator"); !who.empty())
+    origin += ":" + who.substr(0, 64);
+  // /apps/NAME/stop | /apps/NAME/start
+  if (req.path.rfind("/apps/", 0) == 0) {
+    std::string rest = req.path.substr(6);
+    size_t slash = rest.find('/');
+    std::string name = rest.substr(0, slash);
+    std::string op = slash == std::string::npos ? "" : rest.substr(slash + 1);
+    if (req.method != "POST" || (op != "stop" && op != "start"))
+      return fail(Error(Code::kInvalidArgument, "use POST /apps/NAME/stop or /apps/NAME/start"));
+    if (op == "stop") {
+      auto o = PutOverride(OverrideKind::kApp, name, {{"stopped", true}}, origin);
+      if (!o.ok()) return fail(o.status());
+      return JsonResponse(200, OverrideJson(*o, options_.override_policies));
+    }
+    std::lock_guard lock(state_mu_);
+    auto removed = overrides_->Remove(OverrideKind::kApp, name);
+    if (!removed.ok()) return fail(removed.status());
+    if (!*removed) return fail(Error(Code::kNotFound, "app {} was not stopped on this node", name));
+    if (auto st = ApplyEffectiveLocked(); !st.ok()) state_error_ = st.message();
+    v1::NodeEvent e;
+    e.set_ts_ms(clock_.WallMs());
+    e.set_type("override.removed");
+    e.set_message(fmt::format("app {} started again on the node (by {})", name, origin));
+    AddNodeEvents({std::move(e)});
+    return JsonResponse(200, {{"app", name}, {"stopped", false}});
+  }
+  // /overrides, /overrides/KIND/NAME
+  if (req.path == "/overrides") {
+    if (req.method != "GET") return fail(Error(Code::kInvalidArgument, "use GET /overrides"));
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& o : overrides_->List())
+      arr.push_back(OverrideJson(o, options_.override_policies));
+    return JsonResponse(200, arr);
+  }
+  std::string rest = req.path.substr(std::string_view("/overrides/").size());
+  size_t slash = rest.find('/');
+  if (slash == std::string::npos || slash + 1 >= rest.size())
+    return fail(Error(Code::kNotFound, "use /overrides/KIND/NAME (KIND: rule, device or app)"));
+  auto kind = ParseOverrideKind(rest.substr(0, slash));
+  if (!kind.ok()) return fail(kind.status());
+  std::string name = rest.substr(slash + 1);
+  if (req.method == "GET") {
+    std::lock_guard lock(state_mu_);
+    auto cloud = ItemJson(cloud_desired_, *kind, name);
+    if (!cloud)
+      return fail(Error(Code::kNotFound, "no {} {} on this node", rest.substr(0, slash), name));
+    auto o = overrides_->Get(*kind, name);
+    nlohmann::json j = {
+        {"cloud", *cloud},
+        {"effective",
+         ItemJson(overrides_->Overlay(cloud_desired_), *kind, name).value_or(nlohmann::json())},
+        {"override", o ? OverrideJson(*o, options_.override_policies) : nlohmann::json(nullptr)}};
+    return JsonResponse(200, j);
+  }
+  if (req.method == "PUT" || req.method == "PATCH") {
+    nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object())
+      return fail(Error(Code::kInvalidArgument, "the body must be a JSON object"));
+    nlohmann::json spec = body;
+    if (req.method == "PATCH") {
+      // A JSON merge patch (RFC 7386) on what runs now.
+      std::lock_guard lock(state_mu_);
+      auto now = ItemJson(overrides_->Overlay(cloud_desired_), *kind, name);
+      if (!now)
+        return fail(Error(Code::kNotFound, "no {} {} on this node", rest.substr(0, slash), name));
+      spec = *now;
+      spec.merge_patch(body);
+    }
+    auto o = PutOverride(*kind, name, std::move(spec), origin);
+    if (!o.ok()) return fail(o.status());
+    return JsonResponse(200, OverrideJson(*o, options_.override_policies));
+  }
+  if (req.method == "DELETE") {
+    std::lock_guard lock(state_mu_);
+    auto removed = overrides_->Remove(*kind, name);
+    if (!removed.ok()) return fail(removed.status());
+    if (!*removed) return fail(Error(Code::kNotFound, "no override of {}", rest));
+    if (auto st = ApplyEffectiveLocked(); !st.ok()) state_error_ = st.message();
+    v1::NodeEvent e;
+    e.set_ts_ms(clock_.WallMs());
+    e.set_type("override.removed");
+    e.set_message(fmt::format("{} {}: override removed on the node (by {}); the cloud's runs",
+                              rest.substr(0, slash), name, origin));
+    AddNodeEvents({std::move(e)});
+    return JsonResponse(200, {{"removed", rest}});
+  }
+  return fail(Error(Code::kInvalidArgument, "use GET, PUT, PATCH or DELETE /overrides/KIND/NAME"));
 }
 
 }  // namespace verge::node

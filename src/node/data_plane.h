@@ -20,6 +20,7 @@
 #include "common/duration.h"
 #include "common/http_server.h"
 #include "node/apps.h"
+#include "node/autonomy.h"
 #include "node/data/buffer.h"
 #include "node/data/ingestor.h"
 #include "node/data/pipeline.h"
@@ -30,6 +31,7 @@
 #include "node/mqtt/broker.h"
 #include "node/mqtt/client.h"
 #include "node/mqtt/subscriber.h"
+#include "node/overrides.h"
 #include "node/rule_manager.h"
 #include "verge/v1/link.pb.h"
 
@@ -59,6 +61,10 @@ struct DataPlaneOptions {
   ArtifactSource* artifacts = nullptr;
   // Workload statuses reach the cloud as they change, at most this often.
   Millis app_report_interval{100};
+  AutonomyOptions autonomy;
+  OverridePolicies override_policies;
+  // Cloud time minus node time as the link measured it, for last-writer-wins.
+  std::function<int64_t()> clock_skew;
 };
 
 class DataPlane {
@@ -73,15 +79,26 @@ class DataPlane {
   Status Start();
   void Stop();
 
-  // Link hooks.
-  void OnSession(bool up);
+  // Link hooks. `why` says why a stream ended.
+  void OnSession(bool up, const v1::HelloAck* ack, const std::string& why);
   void OnMessage(const v1::Envelope& env);
+  // A dial or handshake failed, or a stream ended; `why` is the link's reason.
+  void OnLinkAttemptFailed(const std::string& why);
+  // Any frame from the cloud.
+  void OnHeard() { autonomy_->Heard(); }
   v1::ResumeState Resume() const;
+  const Autonomy& autonomy() const { return *autonomy_; }
 
   std::string http_address() const { return http_address_; }
   // Batches wait for the cloud.
   bool HasBacklog() const;
   std::string StatsJson() const;
+  // GET /status: the link's autonomy state and its history, and the app replicas.
+  std::string StatusJson() const;
+  // GET /metrics: Prometheus text.
+  std::string MetricsText() const;
+  // The local API's /overrides and /apps/NAME/stop|start (docs/autonomy.md).
+  http::Response HandleOverrides(const http::Request& req);
 
  private:
   Status Apply(const v1::DesiredState& desired);
@@ -91,6 +108,18 @@ class DataPlane {
   // The StateReport: applied version, its error, and every rule's status.
   v1::Envelope Report();
   Status AddAlerts(std::vector<v1::Alert> alerts);
+  // Autonomy transitions become autonomy.* events in the uplink buffer (kept in memory and
+  // retried while the buffer refuses them, for example on a full disk).
+  void QueueAutonomyEvents();
+  void WakeMaintenance();
+  void AddNodeEvents(std::vector<v1::NodeEvent> events);
+  // Applies the cloud's desired state with the overrides laid over it. REQUIRES: state_mu_.
+  Status ApplyEffectiveLocked();
+  // Resolves the overrides against cloud_desired_ (all, or those whose item changed since
+  // `before`), reporting each as an event. REQUIRES: state_mu_.
+  void ResolveOverridesLocked(const v1::DesiredState* before);
+  Result<Override> PutOverride(OverrideKind kind, const std::string& name, nlohmann::json spec,
+                               const std::string& origin);
   Status WriteModbus(const rules::ActionSpec& spec, double value);
   void SendLogs(const v1::Envelope& request);
 
@@ -112,6 +141,12 @@ class DataPlane {
   std::unique_ptr<mqtt::MqttClient> rule_mqtt_;
   std::map<std::string, modbus::ModbusDevice> modbus_by_name_;  // GUARDED_BY(state_mu_)
   std::atomic<bool> session_up_{false};
+  std::unique_ptr<Autonomy> autonomy_;
+  std::mutex events_mu_;
+  std::vector<v1::NodeEvent> unsaved_events_;  // GUARDED_BY(events_mu_)
+  std::unique_ptr<OverrideStore> overrides_;
+  v1::DesiredState cloud_desired_;    // GUARDED_BY(state_mu_): as the cloud sent it
+  bool resolve_all_pending_ = false;  // GUARDED_BY(state_mu_): a resync has not resolved yet
   DeviceDirectory devices_;
   std::unique_ptr<LocalApi> api_;
   std::unique_ptr<http::HttpServer> http_;
@@ -124,6 +159,7 @@ class DataPlane {
   std::mutex maint_mu_;
   std::condition_variable maint_cv_;
   bool stopping_ = false;  // GUARDED_BY(maint_mu_)
+  bool wake_ = false;      // GUARDED_BY(maint_mu_): the link changed something to report
   std::thread maint_;
   bool started_ = false;
 };

@@ -211,6 +211,7 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
     if (ack.has_goodbye()) co_return HandleGoodbye(ack.goodbye());
     if (!ack.has_hello_ack()) co_return "the cloud did not answer Hello with HelloAck";
     reached = true;
+    Heard();
     Stat([](LinkStats& s) {
       ++s.connects;
       s.consecutive_failures = 0;
@@ -219,15 +220,16 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
              fmt::format("protocol v{}", ack.hello_ack().protocol_version()));
     if (stopped) co_return "stopped";
     steady = true;
-    if (session_fn) session_fn(true, &ack.hello_ack());
-    auto ended = co_await (ReadLoop(ws, buf) || WriteLoop(ws));
+    if (session_fn) session_fn(true, &ack.hello_ack(), "");
+    auto ended = co_await (ReadLoop(ws, buf) || WriteLoop(ws) || Watchdog());
     steady = false;
     uint64_t dropped = outbox.size();
     outbox.clear();
     Stat([&](LinkStats& s) { s.frames_dropped += dropped; });
-    if (session_fn) session_fn(false, nullptr);
+    std::string why = std::visit([](auto& s) { return std::string(s); }, ended);
+    if (session_fn) session_fn(false, nullptr, why);
     if (stopped) co_return "stopped";
-    co_return std::visit([](auto& s) { return std::string(s); }, ended);
+    co_return why;
   }
 
   std::string HandleGoodbye(const v1::Goodbye& g) {
@@ -239,6 +241,32 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
            (g.message().empty() ? std::string("goodbye") : g.message());
   }
 
+  int64_t last_heard = 0;  // steady ms of the last frame from the cloud
+
+  void Heard() {
+    last_heard = SteadyNow();
+    if (opt.on_heard) opt.on_heard();
+  }
+
+  Millis SilenceTimeout() const {
+    return opt.silence_timeout.count() > 0 ? opt.silence_timeout : 3 * opt.heartbeat + Millis(5000);
+  }
+
+  // Ends the session when the cloud has been silent too long. Quiet links ask for an ack with
+  // every heartbeat (HeartbeatFrame), so a live cloud is never this silent.
+  asio::awaitable<std::string> Watchdog() {
+    asio::steady_timer timer(ex);
+    for (;;) {
+      int64_t deadline = last_heard + SilenceTimeout().count();
+      int64_t now = SteadyNow();
+      if (now >= deadline)
+        co_return fmt::format("no word from the cloud for {}; redialling",
+                              FormatDuration(Millis(now - last_heard)));
+      timer.expires_after(Millis(deadline - now));
+      co_await timer.async_wait(kTuple);
+    }
+  }
+
   asio::awaitable<std::string> ReadLoop(WsStream& ws, beast::flat_buffer& buf) {
     for (;;) {
       auto [ec, n] = co_await ws.async_read(buf, kTuple);
@@ -246,6 +274,7 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
         if (ec == websocket::error::closed) co_return "the cloud closed the link";
         co_return "link lost: " + ec.message();
       }
+      Heard();
       v1::Envelope env;
       bool ok = env.ParseFromArray(buf.cdata().data(), static_cast<int>(buf.size()));
       buf.consume(buf.size());
@@ -343,8 +372,11 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
       if (auto used = usage_fn()) *hb->mutable_used() = *used;
     }
     // One measured round trip per connection (and then every 64th) is enough to track
-    // latency and skew; acks on every heartbeat would double an idle link's traffic.
-    bool want_ack = seq == 1 || seq % 64 == 0;
+    // latency and skew. Beyond those, an ack is asked for only when the link has been quiet
+    // for a heartbeat: a busy link hears uplink acks anyway, and a quiet one must hear
+    // something for the watchdog and the autonomy state to tell a live cloud from a dead path.
+    int64_t quiet = SteadyNow() - last_heard;
+    bool want_ack = seq == 1 || seq % 64 == 0 || quiet + 50 >= opt.heartbeat.count();
     hb->set_want_ack(want_ack);
     std::string bytes = Encode(env);
     if (want_ack) {

@@ -36,6 +36,12 @@ struct LinkOptions {
   Millis reconnect_backlog_max{5'000};
   std::function<bool()> has_backlog;
   Millis connect_timeout{10'000};
+  // A stream that hears nothing from the cloud for this long is given up and redialled: a
+  // stopped cloud process, or a middlebox that swallows the path, keeps TCP itself quiet.
+  // 0: three heartbeats and 5 s.
+  Millis silence_timeout{0};
+  // Called on the link's executor for every frame from the cloud; must not block.
+  std::function<void()> on_heard;
 };
 
 struct LinkStats {
@@ -60,8 +66,9 @@ class LinkClient {
   // Messages beyond the link's own (Hello, heartbeats, acks, goodbye): desired state, uplink
   // acks, ... Called on the link's executor; must not block.
   using MessageFn = std::function<void(const v1::Envelope&)>;
-  // A stream reached HelloAck (true) or ended (false). Called on the link's executor.
-  using SessionFn = std::function<void(bool up, const v1::HelloAck* ack)>;
+  // A stream reached HelloAck (up, with it) or ended (!up, with why). Called on the link's
+  // executor.
+  using SessionFn = std::function<void(bool up, const v1::HelloAck* ack, const std::string& why)>;
 
   LinkClient(boost::asio::any_io_executor ex, LinkOptions options, HelloFn hello, UsageFn usage,
              StateFn on_state);

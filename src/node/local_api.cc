@@ -95,6 +95,15 @@ http::Response LocalApi::Handle(const http::Request& req) {
           Error(Code::kUnauthenticated, "the node's local token is required"));
     return Rules(req);
   }
+  if (req.path == "/overrides" || req.path.rfind("/overrides/", 0) == 0 ||
+      req.path.rfind("/apps/", 0) == 0) {
+    if (local_token_.empty() || Bearer(req) != local_token_)
+      return http::ErrorResponse(
+          Error(Code::kUnauthenticated, "the node's local token is required"));
+    if (!overrides_)
+      return http::ErrorResponse(Error(Code::kUnavailable, "overrides are not available"));
+    return overrides_(req);
+  }
   if (req.path.rfind("/functions/", 0) == 0) {
     if (local_token_.empty() || Bearer(req) != local_token_)
       return http::ErrorResponse(
@@ -104,12 +113,24 @@ http::Response LocalApi::Handle(const http::Request& req) {
     return CallFunction(req);
   }
   if (req.path == "/healthz") return Json(200, {{"status", "ok"}});
-  if (req.path == "/stats") {
+  if (req.path == "/status") {
+    if (req.method != "GET")
+      return http::ErrorResponse(Error(Code::kInvalidArgument, "use GET /status"));
+    http::Response r;
+    r.body = status_ ? status_() : "{}";
+    return r;
+  }
+  if (req.path == "/stats" || req.path == "/metrics") {
     if (local_token_.empty() || Bearer(req) != local_token_)
       return http::ErrorResponse(
           Error(Code::kUnauthenticated, "the node's local token is required"));
     http::Response r;
-    r.body = stats_ ? stats_() : "{}";
+    if (req.path == "/metrics") {
+      r.content_type = "text/plain; version=0.0.4";
+      r.body = metrics_ ? metrics_() : "";
+    } else {
+      r.body = stats_ ? stats_() : "{}";
+    }
     return r;
   }
   return http::ErrorResponse(Error(Code::kNotFound, "no endpoint {} {}", req.method, req.path));

@@ -5,7 +5,12 @@
 //   GET  /query    readings from the local time-series (a device token sees its own device;
 //                  the node's local token sees every device).
 //   GET  /healthz  liveness.
+//   GET  /status   the link's autonomy state and history, and the app replicas (no token: it
+//                  is what an operator on site looks at first).
 //   GET  /stats    counters of the data path (local token).
+//   GET  /metrics  the same and the link state in Prometheus text (local token).
+//   /overrides, /overrides/KIND/NAME, POST /apps/NAME/stop|start: local overrides of the
+//                  cloud's rules, devices and apps (local token; docs/autonomy.md).
 //   POST /rules/test        runs a rule over given rows (no token: it only computes).
 //   GET  /rules             every rule with its status; POST /rules creates a local rule;
 //   GET|PUT|DELETE /rules/N one rule; POST /rules/N/start|stop|restart (local token).
@@ -56,6 +61,13 @@ class LocalApi {
   void SetRules(RuleManager* rules) { rules_ = rules; }
   // POST /functions/APP calls the function app APP with the request's JSON body.
   void SetFunctions(runtime::FunctionRuntime* functions) { functions_ = functions; }
+  using HandlerFn = std::function<http::Response(const http::Request&)>;
+  void SetOverrides(HandlerFn fn) { overrides_ = std::move(fn); }
+  // GET /status (JSON) and GET /metrics (Prometheus text). Set before serving.
+  void SetStatus(StatsFn status, StatsFn metrics) {
+    status_ = std::move(status);
+    metrics_ = std::move(metrics);
+  }
 
  private:
   http::Response PostData(const http::Request& req);
@@ -69,6 +81,9 @@ class LocalApi {
   const std::string local_token_;
   const Clock& clock_;
   StatsFn stats_;
+  StatsFn status_;
+  StatsFn metrics_;
+  HandlerFn overrides_;
   RuleManager* rules_ = nullptr;
   runtime::FunctionRuntime* functions_ = nullptr;
   http::Response CallFunction(const http::Request& req);

@@ -568,8 +568,11 @@ Status RuleManager::PutLocal(const nlohmann::json& body, bool replace, rules::Pa
   bool stopped = false;
   if (it != rules_.end()) {
     if (it->second->origin == "cloud")
-      return Error(Code::kFailedPrecondition,
-                   "rule {} comes from the cloud: change it there (vergectl apply)", name);
+      return Error(
+          Code::kFailedPrecondition,
+          "rule {} comes from the cloud: change it there (vergectl apply), or override it on "
+          "this node with PUT /overrides/rule/{}",
+          name, name);
     if (!replace) return Error(Code::kAlreadyExists, "rule {} already exists", name);
     Managed& old = *it->second;
     generation = old.generation;

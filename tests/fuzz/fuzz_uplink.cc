@@ -34,6 +34,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     alerts.set_content(verge::v1::BATCH_ALERTS);
     (void)DecodeAlertBatch(alerts, "fuzz-node", 0);
   }
+  // And as node events: every event the cloud keeps has a dotted type and a bounded message.
+  {
+    verge::v1::UplinkBatch events = batch;
+    events.set_content(verge::v1::BATCH_EVENTS);
+    verge::v1::NodeEventBatch eb;
+    if (eb.ParseFromArray(data, static_cast<int>(size)))
+      events.set_count(static_cast<uint32_t>(eb.events_size()));
+    auto decoded = DecodeNodeEventBatch(events, "fuzz-node");
+    if (decoded.ok()) {
+      for (const auto& e : *decoded) {
+        if (e.type.find('.') == std::string::npos ||
+            e.message.size() > verge::cloud::kMaxNodeEventMessageBytes)
+          std::abort();
+      }
+    }
+  }
   // A small cap keeps each run fast; the real cap only changes where the refusal starts.
   auto decoded = DecodeUplink(batch, size_t{4} << 20);
   if (decoded.ok()) {

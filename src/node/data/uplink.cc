@@ -60,14 +60,27 @@ UplinkStats UplinkSender::stats() const {
   return s;
 }
 
+void UplinkSender::Refill(std::chrono::steady_clock::time_point now) {
+  double rate = static_cast<double>(options_.rate_bytes_per_s);
+  double elapsed = std::chrono::duration<double>(now - refilled_at_).count();
+  tokens_ = std::min(rate, tokens_ + elapsed * rate);
+  refilled_at_ = now;
+}
+
 void UplinkSender::Run() {
   auto next_expire = std::chrono::steady_clock::now();
   std::unique_lock lock(mu_);
+  refilled_at_ = std::chrono::steady_clock::now();
+  tokens_ = static_cast<double>(options_.rate_bytes_per_s);
   for (;;) {
     auto wake = next_expire;
     for (const auto& [seq, sent] : in_flight_) wake = std::min(wake, sent + options_.ack_timeout);
+    bool may_send = up_ && more_ && in_flight_.size() < options_.window;
+    if (may_send) wake = std::min(wake, std::max(ready_at_, std::chrono::steady_clock::now()));
     cv_.wait_until(lock, wake, [&] {
-      return stop_ || !acks_.empty() || (up_ && more_ && in_flight_.size() < options_.window);
+      return stop_ || !acks_.empty() ||
+             (up_ && more_ && in_flight_.size() < options_.window &&
+              std::chrono::steady_clock::now() >= ready_at_);
     });
     if (stop_) return;
     auto now = std::chrono::steady_clock::now();
@@ -107,6 +120,11 @@ void UplinkSender::Run() {
     std::vector<uint64_t> exclude;
     for (const auto& [seq, sent] : in_flight_) exclude.push_back(seq);
     size_t want = options_.window - in_flight_.size();
+    bool limited = options_.rate_bytes_per_s > 0;
+    if (limited) {
+      if (std::chrono::steady_clock::now() < ready_at_) continue;
+      want = 1;
+    }
     uint64_t session = session_;
     lock.unlock();
     auto pending = buffer_.Pending(exclude, want);
@@ -125,7 +143,9 @@ void UplinkSender::Run() {
       auto* u = env.mutable_uplink_batch();
       u->set_seq(b.seq);
       u->set_priority(b.priority);
-      u->set_content(b.priority == v1::ALERTS ? v1::BATCH_ALERTS : v1::BATCH_READINGS);
+      u->set_content(b.priority == v1::ALERTS   ? v1::BATCH_ALERTS
+                     : b.priority == v1::EVENTS ? v1::BATCH_EVENTS
+                                                : v1::BATCH_READINGS);
       u->set_count(b.count);
       u->set_codec(v1::CODEC_ZSTD);
       u->set_created_ms(b.created_ms);
@@ -134,6 +154,19 @@ void UplinkSender::Run() {
       in_flight_[b.seq] = std::chrono::steady_clock::now();
       if (!ever_sent_.insert(b.seq).second) ++stats_.resent;
       ++stats_.sent;
+      size_t bytes = env.ByteSizeLong();
+      stats_.bytes_sent += bytes;
+      if (limited) {
+        auto now = std::chrono::steady_clock::now();
+        Refill(now);
+        tokens_ -= static_cast<double>(bytes);
+        if (tokens_ < 0) {
+          ++stats_.rate_waits;
+          ready_at_ = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                std::chrono::duration<double>(
+                                    -tokens_ / static_cast<double>(options_.rate_bytes_per_s)));
+        }
+      }
       send_(std::move(env));
     }
     // ever_sent_ only needs the batches not yet acked; it stays within what the buffer holds.

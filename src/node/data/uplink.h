@@ -31,6 +31,10 @@ struct UplinkOptions {
   // A batch not acknowledged this long after it was sent is sent again on the same stream
   // (a cloud that lost it, or failed to store it, never acks; deduplication makes a resend safe).
   Millis ack_timeout{30'000};
+  // Bytes of batches per second the sender may put on the link (0: no limit). Batches go one
+  // at a time, highest priority first, paced by a token bucket of one second's worth, so that
+  // under a limit a new alert waits behind at most one batch, not a window of readings.
+  uint64_t rate_bytes_per_s = 0;
 };
 
 struct UplinkStats {
@@ -41,6 +45,8 @@ struct UplinkStats {
   uint64_t resent = 0;  // sent again: after a stream ended, or after an ack timeout
   uint64_t ack_timeouts = 0;
   uint64_t errors = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t rate_waits = 0;  // times a batch waited for the rate limit
   std::string last_error;
 };
 
@@ -81,6 +87,12 @@ class UplinkSender {
   std::map<uint64_t, std::chrono::steady_clock::time_point> in_flight_;  // GUARDED_BY(mu_)
   std::set<uint64_t> ever_sent_;  // GUARDED_BY(mu_): for the resent counter, bounded below
   UplinkStats stats_;             // GUARDED_BY(mu_)
+  // The rate limit's bucket: may go negative (a batch larger than what is left is sent, and
+  // the debt is waited out before the next).
+  double tokens_ = 0;                                      // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point refilled_at_{};    // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point ready_at_{};       // GUARDED_BY(mu_)
+  void Refill(std::chrono::steady_clock::time_point now);  // REQUIRES: mu_ held
 };
 
 }  // namespace verge::data
