@@ -69,14 +69,18 @@ bool LooksLikeTarball(const std::string& data) {
 }
 
 // Serialized with map entries in key order, so that equal workloads compare equal (plain
-// serialization orders map entries as the map happens to iterate).
+// serialization orders map entries as the map happens to iterate). updated_ms is when the cloud
+// made the revision, not part of what runs: a cloud that starts sending it (an upgrade) must
+// not restart every workload.
 std::string Canonical(const v1::Workload& w) {
+  v1::Workload spec = w;
+  spec.clear_updated_ms();
   std::string out;
   {
     google::protobuf::io::StringOutputStream sos(&out);
     google::protobuf::io::CodedOutputStream cos(&sos);
     cos.SetSerializationDeterministic(true);
-    w.SerializeToCodedStream(&cos);
+    spec.SerializeToCodedStream(&cos);
   }
   return out;
 }
