@@ -91,9 +91,9 @@ Status Agent::Start() {
   dp.apps.stop_on_exit = config_.apps_on_exit == "stop";
   dp.autonomy.after_failures = config_.autonomy_after_failures;
   dp.autonomy.silence = config_.autonomy_after_silence;
-  // A live cloud answers the ack a quiet link asks for with each heartbeat: two heartbeats and
-  // two seconds without a word is trouble.
-  dp.autonomy.quiet = 2 * config_.heartbeat + Millis(2000);
+  // A quiet link asks for an ack once it heard nothing for four heartbeats, and a live cloud
+  // answers within a round trip: four heartbeats and two seconds without a word is trouble.
+  dp.autonomy.quiet = 4 * config_.heartbeat + Millis(2000);
   VERGE_ASSIGN_OR_RETURN(dp.override_policies, ParseOverridePolicies(config_.override_policies));
   dp.clock_skew = [this] {
     auto s = link_stats();

@@ -45,9 +45,9 @@ struct AutonomyOptions {
   // No word from the cloud for this long, whatever the attempts do, means AUTONOMOUS (an
   // attempt that hangs in a partition takes its whole connect timeout to fail).
   Millis silence{60'000};
-  // A live stream that heard nothing for this long is DEGRADED (the node asks for an ack with
-  // each heartbeat on an otherwise quiet link, so this is a heartbeat and some slack).
-  Millis quiet{32'000};
+  // A live stream that heard nothing for this long is DEGRADED (a quiet link asks for an ack
+  // after four silent heartbeats, so this is four heartbeats and a round trip's slack).
+  Millis quiet{62'000};
   // Transitions kept for GET /status.
   size_t history = 32;
 };

@@ -439,8 +439,7 @@ void DataPlane::OnSession(bool up, const v1::HelloAck* ack, const std::string& w
       // cloud's, else when the cloud's arrives.
       std::lock_guard lock(state_mu_);
       resolve_all_pending_ = true;
-      if (cloud_version == applied_version_.load()) {
-        ResolveOverridesLocked(nullptr);
+      if (cloud_version == applied_version_.load() && ResolveOverridesLocked(nullptr)) {
         if (auto st = ApplyEffectiveLocked(); !st.ok())
           spdlog::warn("desired state v{}: {}", cloud_desired_.version(), st.message());
       }
@@ -479,16 +478,18 @@ void DataPlane::AddNodeEvents(std::vector<v1::NodeEvent> events) {
 
 Status DataPlane::ApplyEffectiveLocked() { return Apply(overrides_->Overlay(cloud_desired_)); }
 
-void DataPlane::ResolveOverridesLocked(const v1::DesiredState* before) {
+bool DataPlane::ResolveOverridesLocked(const v1::DesiredState* before) {
   if (!before) resolve_all_pending_ = false;
   int64_t skew = options_.clock_skew ? options_.clock_skew() : 0;
   auto events = overrides_->ResolveAll(cloud_desired_, options_.override_policies, skew,
                                        clock_.WallMs(), before);
   if (!events.ok()) {
     spdlog::error("resolving local overrides: {}", events.status().message());
-    return;
+    return false;
   }
+  bool any = !events->empty();
   AddNodeEvents(std::move(*events));
+  return any;
 }
 
 void DataPlane::QueueAutonomyEvents() {

@@ -116,8 +116,8 @@ class DataPlane {
   // Applies the cloud's desired state with the overrides laid over it. REQUIRES: state_mu_.
   Status ApplyEffectiveLocked();
   // Resolves the overrides against cloud_desired_ (all, or those whose item changed since
-  // `before`), reporting each as an event. REQUIRES: state_mu_.
-  void ResolveOverridesLocked(const v1::DesiredState* before);
+  // `before`), reporting each as an event; true if there were any. REQUIRES: state_mu_.
+  bool ResolveOverridesLocked(const v1::DesiredState* before);
   Result<Override> PutOverride(OverrideKind kind, const std::string& name, nlohmann::json spec,
                                const std::string& origin);
   Status WriteModbus(const rules::ActionSpec& spec, double value);

@@ -249,7 +249,7 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
   }
 
   Millis SilenceTimeout() const {
-    return opt.silence_timeout.count() > 0 ? opt.silence_timeout : 3 * opt.heartbeat + Millis(5000);
+    return opt.silence_timeout.count() > 0 ? opt.silence_timeout : 5 * opt.heartbeat + Millis(5000);
   }
 
   // Ends the session when the cloud has been silent too long. Quiet links ask for an ack with
@@ -373,10 +373,12 @@ struct LinkClient::Impl : std::enable_shared_from_this<LinkClient::Impl> {
     }
     // One measured round trip per connection (and then every 64th) is enough to track
     // latency and skew. Beyond those, an ack is asked for only when the link has been quiet
-    // for a heartbeat: a busy link hears uplink acks anyway, and a quiet one must hear
-    // something for the watchdog and the autonomy state to tell a live cloud from a dead path.
+    // for four heartbeats: a busy link hears uplink acks anyway, and a quiet one must hear
+    // something now and then for the watchdog and the autonomy state to tell a live cloud from
+    // a hung one (TCP_USER_TIMEOUT already finds dead paths). One Ack a minute at the default
+    // heartbeat keeps an idle link within its byte budget.
     int64_t quiet = SteadyNow() - last_heard;
-    bool want_ack = seq == 1 || seq % 64 == 0 || quiet + 50 >= opt.heartbeat.count();
+    bool want_ack = seq == 1 || seq % 64 == 0 || quiet + 50 >= 4 * opt.heartbeat.count();
     hb->set_want_ack(want_ack);
     std::string bytes = Encode(env);
     if (want_ack) {

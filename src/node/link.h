@@ -38,7 +38,7 @@ struct LinkOptions {
   Millis connect_timeout{10'000};
   // A stream that hears nothing from the cloud for this long is given up and redialled: a
   // stopped cloud process, or a middlebox that swallows the path, keeps TCP itself quiet.
-  // 0: three heartbeats and 5 s.
+  // 0: five heartbeats and 5 s (a quiet link asks for an ack after four).
   Millis silence_timeout{0};
   // Called on the link's executor for every frame from the cloud; must not block.
   std::function<void()> on_heard;
