@@ -7,7 +7,7 @@ FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 20
 CMAKE_COMMON := -G Ninja -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 
-.PHONY: all deps build demo demo-stop test unit fuzz bench format tidy clean
+.PHONY: all deps build demo demo-stop test unit fuzz fault-test bench format tidy clean
 
 all: build
 
@@ -31,6 +31,11 @@ test: deps
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
 	@cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 600
 	@$(MAKE) --no-print-directory fuzz
+
+# The network fault scenarios at the issue's full durations (minutes each; tests/fault, needs
+# root). `make test` runs the short version of each.
+fault-test: build
+	@cd $(BUILD_DIR) && VERGE_FAULT_LONG=1 ctest -L fault --output-on-failure
 
 fuzz: deps
 	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Debug -DVERGE_FUZZ=ON >/dev/null

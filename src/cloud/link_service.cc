@@ -73,8 +73,9 @@ class LinkService::Conn final : public LinkService::Connection,
   }
 
   void OnClosed(const std::string& reason) override {
-    if (hello_done_) {
-      svc_.Detach(peer_.common_name, this);
+    // A stream the node has already replaced (it reconnected before this one's end was
+    // noticed) says nothing about the node: only the current one's end is a disconnect.
+    if (hello_done_ && svc_.Detach(peer_.common_name, this)) {
       svc_.registry_.OnDisconnected(peer_.common_name, !goodbye_.empty() ? goodbye_
                                                        : reason.empty()  ? "link closed"
                                                                          : reason);
@@ -517,12 +518,14 @@ void LinkService::Attach(const std::string& node, const std::shared_ptr<Conn>& c
   }
 }
 
-void LinkService::Detach(const std::string& node, const Conn* conn) {
+bool LinkService::Detach(const std::string& node, const Conn* conn) {
   std::lock_guard lock(mu_);
   auto it = streams_.find(node);
-  if (it == streams_.end()) return;
+  if (it == streams_.end()) return true;
   auto cur = it->second.lock();
-  if (!cur || cur.get() == conn) streams_.erase(it);
+  if (cur && cur.get() != conn) return false;
+  streams_.erase(it);
+  return true;
 }
 
 void LinkService::Disconnect(const std::string& node, v1::Goodbye::Reason reason,

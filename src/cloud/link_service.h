@@ -117,7 +117,8 @@ class LinkService final : public DesiredStateSink {
   class Conn;
   Status Check(const PeerIdentity& peer) const;
   void Attach(const std::string& node, const std::shared_ptr<Conn>& conn);
-  void Detach(const std::string& node, const Conn* conn);
+  // Forgets `conn` as the node's stream; false if the node has another, newer stream.
+  bool Detach(const std::string& node, const Conn* conn);
   void OnLogData(const std::string& node, uint64_t request_id, const v1::LogData& data);
   struct LogWait;
 

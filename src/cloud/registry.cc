@@ -126,6 +126,10 @@ Status Registry::OnConnected(const std::string& name, const NodeReport& r,
   n.os = r.os;
   n.arch = r.arch;
   n.ip = peer_ip;
+  // The node reconnected before its previous stream's end was noticed (a lossy path): that
+  // stream is over all the same, and the history says so before the new one begins.
+  if (e.connected)
+    AddEvent(name, "disconnected", "the node opened a new stream; the previous one is replaced");
   e.connected = true;
   e.dirty = true;
   AddEvent(name, "connected", fmt::format("link up from {} (agent {})", peer_ip, r.agent_version));

@@ -540,8 +540,9 @@ Status SqliteStore::AppendEvents(std::span<const NodeEvent> events) {
 
 Result<std::vector<NodeEvent>> SqliteStore::ListEvents(const std::string& node, int limit) {
   std::lock_guard lock(mu_);
-  VERGE_ASSIGN_OR_RETURN(auto st, db_.Prepare("SELECT id, node, ts_ms, type, message FROM "
-                                              "node_events WHERE node=? ORDER BY id DESC LIMIT ?"));
+  VERGE_ASSIGN_OR_RETURN(
+      auto st, db_.Prepare("SELECT id, node, ts_ms, type, message FROM "
+                           "node_events WHERE node=? ORDER BY ts_ms DESC, id DESC LIMIT ?"));
   st.Bind(1, node).Bind(2, static_cast<int64_t>(limit));
   std::vector<NodeEvent> out;
   for (;;) {

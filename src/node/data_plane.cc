@@ -123,7 +123,7 @@ Status DataPlane::Start() {
     cloud_desired_ = std::move(d);
     Status st = ApplyEffectiveLocked();
     if (!st.ok()) spdlog::warn("desired state v{}: {}", cloud_desired_.version(), st.message());
-    state_error_ = st.ok() ? "" : st.message();
+    apply_error_ = state_error_ = st.ok() ? "" : st.message();
     applied_version_ = cloud_desired_.version();
   }
 
@@ -325,6 +325,7 @@ void DataPlane::Maintain() {
     lock.unlock();
     autonomy_->Tick();
     QueueAutonomyEvents();
+    RetrySaveDesired();
     int64_t now = clock_.SteadyMs();
     if (now >= next_prune) {
       int64_t cutoff = (clock_.WallMs() - options_.retention.count()) * 1'000'000;
@@ -439,10 +440,8 @@ void DataPlane::OnSession(bool up, const v1::HelloAck* ack, const std::string& w
       // cloud's, else when the cloud's arrives.
       std::lock_guard lock(state_mu_);
       resolve_all_pending_ = true;
-      if (cloud_version == applied_version_.load() && ResolveOverridesLocked(nullptr)) {
-        if (auto st = ApplyEffectiveLocked(); !st.ok())
-          spdlog::warn("desired state v{}: {}", cloud_desired_.version(), st.message());
-      }
+      if (cloud_version == applied_version_.load() && ResolveOverridesLocked(nullptr))
+        ReapplyLocked();
     }
     autonomy_->SessionUp(cloud_version, applied_version_.load());
     // A new session: the cloud learns the rules' state without waiting for a change.
@@ -464,6 +463,37 @@ void DataPlane::WakeMaintenance() {
     wake_ = true;
   }
   maint_cv_.notify_all();
+}
+
+void DataPlane::ReapplyLocked() {
+  Status st = ApplyEffectiveLocked();
+  apply_error_ = st.ok() ? "" : st.message();
+  state_error_ = StateErrorLocked();
+}
+
+std::string DataPlane::StateErrorLocked() const {
+  std::string e = apply_error_;
+  if (desired_unsaved_) {
+    if (!e.empty()) e += "; ";
+    e += "applied but not saved (retrying): " + save_error_;
+  }
+  return e;
+}
+
+void DataPlane::RetrySaveDesired() {
+  int64_t now = clock_.SteadyMs();
+  {
+    std::lock_guard lock(state_mu_);
+    if (!desired_unsaved_ || now < next_save_try_) return;
+    next_save_try_ = now + 2000;
+    Status saved = WriteFileAtomic(options_.dir + "/" + kDesiredFile,
+                                   cloud_desired_.SerializeAsString(), 0600);
+    if (!saved.ok()) return;
+    desired_unsaved_ = false;
+    state_error_ = StateErrorLocked();
+    spdlog::info("desired state v{} saved", cloud_desired_.version());
+  }
+  if (session_up_) send_(Report());
 }
 
 void DataPlane::AddNodeEvents(std::vector<v1::NodeEvent> events) {
@@ -542,23 +572,26 @@ void DataPlane::OnMessage(const v1::Envelope& env) {
   const auto& d = env.desired_state();
   {
     std::lock_guard lock(state_mu_);
-    Status st = WriteFileAtomic(options_.dir + "/" + kDesiredFile, d.SerializeAsString(), 0600);
-    if (st.ok()) {
-      v1::DesiredState before = std::exchange(cloud_desired_, d);
-      ResolveOverridesLocked(resolve_all_pending_ ? nullptr : &before);
-      st = ApplyEffectiveLocked();
-      // Applied as far as it goes: the rest is reported, and the node runs what it could.
-      applied_version_ = d.version();
-      state_error_ = st.ok() ? "" : st.message();
-      if (!st.ok())
-        spdlog::warn("desired state v{}: {}", d.version(), st.message());
-      else
-        spdlog::info("desired state v{} applied: {} devices, {} rules", d.version(),
-                     d.devices_size(), d.rules_size());
-    } else {
-      state_error_ = "cannot persist desired state: " + std::string(st.message());
-      spdlog::error("{}", state_error_);
-    }
+    // Run what the cloud wants even when it cannot be saved (a full disk): the node retries
+    // saving it (Maintain), and until then a restart resumes from the saved version, which the
+    // cloud sees in Hello and answers with this state again.
+    Status saved = WriteFileAtomic(options_.dir + "/" + kDesiredFile, d.SerializeAsString(), 0600);
+    desired_unsaved_ = !saved.ok();
+    save_error_ = saved.message();
+    v1::DesiredState before = std::exchange(cloud_desired_, d);
+    ResolveOverridesLocked(resolve_all_pending_ ? nullptr : &before);
+    Status st = ApplyEffectiveLocked();
+    // Applied as far as it goes: the rest is reported, and the node runs what it could.
+    applied_version_ = d.version();
+    apply_error_ = st.ok() ? "" : st.message();
+    if (!st.ok())
+      spdlog::warn("desired state v{}: {}", d.version(), st.message());
+    else
+      spdlog::info("desired state v{} applied: {} devices, {} rules", d.version(), d.devices_size(),
+                   d.rules_size());
+    if (!saved.ok())
+      spdlog::error("cannot save desired state v{}: {}", d.version(), saved.message());
+    state_error_ = StateErrorLocked();
   }
   // Current as far as this node can get: what did not apply is reported, not waited for.
   autonomy_->DesiredApplied(d.version());
@@ -831,14 +864,13 @@ Result<Override> DataPlane::PutOverride(OverrideKind kind, const std::string& na
   o.base = *base;
   o.spec = std::move(spec);
   VERGE_ASSIGN_OR_RETURN(Override saved, overrides_->Put(std::move(o)));
-  Status st = ApplyEffectiveLocked();
-  state_error_ = st.ok() ? "" : st.message();
+  ReapplyLocked();
   v1::NodeEvent e;
   e.set_ts_ms(saved.at_ms);
   e.set_type("override.created");
   e.set_message(fmt::format("{} {} overridden on the node (override v{} by {}){}",
                             OverrideKindName(kind), name, saved.version, saved.origin,
-                            st.ok() ? "" : "; applying it: " + st.message()));
+                            apply_error_.empty() ? "" : "; applying it: " + apply_error_));
   AddNodeEvents({std::move(e)});
   return saved;
 }
@@ -869,7 +901,7 @@ http::Response DataPlane::HandleOverrides(const http::Request& req) {
     auto removed = overrides_->Remove(OverrideKind::kApp, name);
     if (!removed.ok()) return fail(removed.status());
     if (!*removed) return fail(Error(Code::kNotFound, "app {} was not stopped on this node", name));
-    if (auto st = ApplyEffectiveLocked(); !st.ok()) state_error_ = st.message();
+    ReapplyLocked();
     v1::NodeEvent e;
     e.set_ts_ms(clock_.WallMs());
     e.set_type("override.removed");
@@ -928,7 +960,7 @@ http::Response DataPlane::HandleOverrides(const http::Request& req) {
     auto removed = overrides_->Remove(*kind, name);
     if (!removed.ok()) return fail(removed.status());
     if (!*removed) return fail(Error(Code::kNotFound, "no override of {}", rest));
-    if (auto st = ApplyEffectiveLocked(); !st.ok()) state_error_ = st.message();
+    ReapplyLocked();
     v1::NodeEvent e;
     e.set_ts_ms(clock_.WallMs());
     e.set_type("override.removed");

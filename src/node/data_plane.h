@@ -145,8 +145,15 @@ class DataPlane {
   std::mutex events_mu_;
   std::vector<v1::NodeEvent> unsaved_events_;  // GUARDED_BY(events_mu_)
   std::unique_ptr<OverrideStore> overrides_;
-  v1::DesiredState cloud_desired_;    // GUARDED_BY(state_mu_): as the cloud sent it
-  bool resolve_all_pending_ = false;  // GUARDED_BY(state_mu_): a resync has not resolved yet
+  v1::DesiredState cloud_desired_;       // GUARDED_BY(state_mu_): as the cloud sent it
+  bool resolve_all_pending_ = false;     // GUARDED_BY(state_mu_): a resync has not resolved yet
+  bool desired_unsaved_ = false;         // GUARDED_BY(state_mu_): applied, not yet on disk
+  int64_t next_save_try_ = 0;            // GUARDED_BY(state_mu_)
+  std::string apply_error_;              // GUARDED_BY(state_mu_): of the last apply
+  std::string save_error_;               // GUARDED_BY(state_mu_): why the last save failed
+  std::string StateErrorLocked() const;  // REQUIRES: state_mu_
+  void RetrySaveDesired();
+  void ReapplyLocked();  // ApplyEffectiveLocked, recording its outcome. REQUIRES: state_mu_
   DeviceDirectory devices_;
   std::unique_ptr<LocalApi> api_;
   std::unique_ptr<http::HttpServer> http_;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -36,10 +37,16 @@ TempDir::~TempDir() {
   if (!std::getenv("VERGE_KEEP_TEST_DIRS")) std::filesystem::remove_all(path_, ec);
 }
 
-Process::Process(std::vector<std::string> argv, std::string log_path)
+Process::Process(std::vector<std::string> argv, std::string log_path, std::string netns)
     : log_path_(std::move(log_path)) {
+  std::string netns_path = netns.empty() ? "" : "/run/netns/" + netns;
   pid_ = fork();
   if (pid_ == 0) {
+    if (!netns_path.empty()) {
+      int ns = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) _exit(126);
+      close(ns);
+    }
     int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       dup2(fd, 1);
@@ -112,7 +119,7 @@ int FreePort() {
 }
 
 Cloud::Cloud(const TempDir& tmp, std::vector<std::string> flags, std::string data_subdir,
-             std::string api_listen, std::string link_listen)
+             std::string api_listen, std::string link_listen, std::string netns)
     : data_dir_(tmp / data_subdir) {
   std::filesystem::remove(data_dir_ + "/listen.json");
   std::vector<std::string> argv = {BinDir() + "/verge-cloud",
@@ -125,7 +132,7 @@ Cloud::Cloud(const TempDir& tmp, std::vector<std::string> flags, std::string dat
                                    "--io-threads",
                                    "2"};
   argv.insert(argv.end(), flags.begin(), flags.end());
-  proc_ = std::make_unique<Process>(argv, tmp / (data_subdir + ".log"));
+  proc_ = std::make_unique<Process>(argv, tmp / (data_subdir + ".log"), netns);
   bool up = Eventually([&] { return FileExists(data_dir_ + "/listen.json") || !proc_->Running(); },
                        std::chrono::seconds(60));
   if (!up || !proc_->Running()) {
@@ -212,7 +219,7 @@ std::unique_ptr<Process> StartNode(const TempDir& tmp, const std::string& cloud_
   // No broker unless the test asks for one: MQTT needs a fixed port.
   if (std::find(o.extra.begin(), o.extra.end(), "--mqtt-listen") == o.extra.end())
     argv.insert(argv.end(), {"--mqtt-listen", "off"});
-  return std::make_unique<Process>(argv, tmp / (o.name + ".log"));
+  return std::make_unique<Process>(argv, tmp / (o.name + ".log"), o.netns);
 }
 
 Result<http::Response> PlainHttp(const std::string& address, const std::string& method,

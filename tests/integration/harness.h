@@ -33,10 +33,11 @@ class TempDir {
 };
 
 // A child process with stdout and stderr to a log file. Killed (SIGKILL) if still running when
-// destroyed.
+// destroyed. With `netns` (a name under /run/netns), the child joins that network namespace
+// before it executes argv; it exits with status 126 if it cannot.
 class Process {
  public:
-  Process(std::vector<std::string> argv, std::string log_path);
+  Process(std::vector<std::string> argv, std::string log_path, std::string netns = "");
   ~Process();
   Process(const Process&) = delete;
   pid_t pid() const { return pid_; }
@@ -62,9 +63,12 @@ int FreePort();
 
 class Cloud {
  public:
-  // Extra flags are appended, e.g. {"--degraded-after", "1s"}.
+  // Extra flags are appended, e.g. {"--degraded-after", "1s"}. With `netns` the cloud runs in
+  // that network namespace, and its addresses are only reachable from there (see
+  // tests/fault/netlab.h for calling Api() from inside it).
   Cloud(const TempDir& tmp, std::vector<std::string> flags, std::string data_subdir = "cloud",
-        std::string api_listen = "127.0.0.1:0", std::string link_listen = "127.0.0.1:0");
+        std::string api_listen = "127.0.0.1:0", std::string link_listen = "127.0.0.1:0",
+        std::string netns = "");
   ~Cloud();
 
   void Stop(int sig = SIGTERM);
@@ -100,6 +104,7 @@ struct NodeOptions {
   std::string token;     // empty: no --token flag
   std::string data_dir;  // empty: tmp/<name>
   std::vector<std::string> extra;
+  std::string netns;  // empty: this process's network namespace
 };
 
 std::unique_ptr<Process> StartNode(const TempDir& tmp, const std::string& cloud_link,

@@ -97,6 +97,13 @@ Status Pipeline::Step(bool flush) {
       filters_changed_ = false;
     }
   }
+  if (pending_) {
+    VERGE_RETURN_IF_ERROR(buffer_.Commit(pending_->first, pending_->second));
+    batch_end_ = pending_->second;
+    bool batches = !pending_->first.empty();
+    pending_.reset();
+    if (batches) NotifyBatches();
+  }
   VERGE_ASSIGN_OR_RETURN(auto entries, buffer_.ReadJournal(read_pos_, options_.read_entries));
   std::vector<StoredBatch> closed;
   Cursor commit_at = batch_end_;
@@ -135,25 +142,32 @@ Status Pipeline::Step(bool flush) {
   }
   // With nothing open, everything read so far is either batched or filtered out.
   if (open_.empty()) commit_at = read_pos_;
-  if (!closed.empty() || commit_at != buffer_.cursor()) {
-    VERGE_RETURN_IF_ERROR(buffer_.Commit(closed, commit_at));
-    batch_end_ = commit_at;
-  }
   {
     std::lock_guard lock(stats_mu_);
     stats_.processed += processed;
     stats_.passed = filters_.passed();
     stats_.suppressed = filters_.suppressed();
   }
-  if (!closed.empty()) {
-    std::function<void()> fn;
-    {
-      std::lock_guard lock(mu_);
-      fn = on_batches_;
+  if (!closed.empty() || commit_at != buffer_.cursor()) {
+    if (auto st = buffer_.Commit(closed, commit_at); !st.ok()) {
+      // What this step read and batched is only in memory now (the journal still has it, for
+      // a restart): keep it for the next step to commit first, never read past it.
+      pending_.emplace(std::move(closed), commit_at);
+      return st;
     }
-    if (fn) fn();
+    batch_end_ = commit_at;
   }
+  if (!closed.empty()) NotifyBatches();
   return Status::Ok();
+}
+
+void Pipeline::NotifyBatches() {
+  std::function<void()> fn;
+  {
+    std::lock_guard lock(mu_);
+    fn = on_batches_;
+  }
+  if (fn) fn();
 }
 
 void Pipeline::Run() {

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <thread>
 #include <vector>
@@ -103,6 +104,10 @@ class Pipeline {
   int64_t open_since_ms_ = 0;  // steady
   std::vector<Reading> passed_;
   bool more_ = false;  // the last step read a full page: more is waiting
+  // A step's output whose commit failed (disk full): the in-memory state above is already
+  // past it, so it is committed again, before anything else, until it goes through.
+  std::optional<std::pair<std::vector<StoredBatch>, Cursor>> pending_;
+  void NotifyBatches();
 
   mutable std::mutex stats_mu_;
   PipelineStats stats_;  // GUARDED_BY(stats_mu_)

@@ -62,6 +62,17 @@ TEST_F(RegistryTest, JoinedNodeIsOfflineUntilItConnects) {
   EXPECT_EQ(EventTypes("n1"), (std::vector<std::string>{"joined", "connected", "online"}));
 }
 
+// A node that reconnects before its old stream's end is noticed: the history still alternates
+// (the old stream's late end is not reported: LinkService only reports the current stream's).
+TEST_F(RegistryTest, AReconnectOverAStaleStreamRecordsTheOldOnesEnd) {
+  JoinAndConnect("n1");
+  clock_.Advance(std::chrono::milliseconds(500));
+  ASSERT_TRUE(registry_->OnConnected("n1", NodeReport{}, "10.0.0.1").ok());
+  EXPECT_TRUE(registry_->IsConnected("n1"));
+  EXPECT_EQ(EventTypes("n1"), (std::vector<std::string>{"joined", "connected", "online",
+                                                        "disconnected", "connected"}));
+}
+
 TEST_F(RegistryTest, SilenceDegradesThenOfflinesAndHeartbeatRecovers) {
   JoinAndConnect("n1");
   clock_.Advance(seconds(29));
