@@ -56,6 +56,7 @@ start_node() {
 }
 start_node --token "$TOKEN"
 for _ in $(seq 1 400); do [[ -s "$WORK/node/listen.json" ]] && break; sleep 0.05; done
+for _ in $(seq 1 400); do "${CTL[@]}" nodes get bench-node >/dev/null 2>&1 && break; sleep 0.05; done
 DEV_TOKEN=$("${CTL[@]}" devices add meter --node bench-node -o json | json 'd["token"]')
 cat >"$WORK/docs.yaml" <<EOF
 apiVersion: verge/v1
@@ -96,8 +97,11 @@ kill -KILL "$CLOUD_PID"; CLOUD_PID=""
 echo "offline start: $RUNS reboots; $(nproc) CPUs; $(uname -r); binaries $(ls -l --time-style=+%FT%T "$BIN/verge-node" | awk '{print $6}')" >&2
 results=()
 for run in $(seq 1 "$RUNS"); do
-  # The reboot: the agent and every workload die at once.
+  # The reboot: the agent and every workload (and its supervisor: everything in the node's
+  # cgroups) die at once.
   kill -KILL "$NODE_PID"; pkill -KILL -f "$MARK" || true
+  find /sys/fs/cgroup -path '*verge/bench-node*' -name cgroup.procs -exec cat {} + 2>/dev/null |
+    xargs -r kill -KILL 2>/dev/null || true
   sleep 0.5
   t0=$(now_ms)
   start_node

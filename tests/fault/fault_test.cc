@@ -456,6 +456,10 @@ class Fleet {
     }
     VerifyReadings();
     VerifyConverged();
+    // From the heal until every accepted reading is in the cloud and every desired state is
+    // applied (an upper bound: it includes the checks' own queries). docs/BENCHMARKS.md.
+    std::printf("[ fault    ] heal to converged: %.1f s\n",
+                std::chrono::duration<double>(Clock::now() - started).count());
     VerifyApp();
     VerifyHistory(want);
     std::printf("[ fault    ] verification took %.1f s\n",
