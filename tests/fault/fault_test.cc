@@ -375,7 +375,8 @@ class Fleet {
       n.dir = dirs.count(n.member) ? dirs.at(n.member) : tmp_ / n.name;
       std::string cfg = tmp_ / (n.name + ".yaml");
       std::ofstream(cfg) << "reconnectInitial: 100ms\nreconnectMax: 1s\n"
-                         << "appBackoffInitial: 200ms\nappBackoffMax: 2s\nappsOnExit: stop\n";
+                         << "appBackoffInitial: 200ms\nappBackoffMax: 2s\nappsOnExit: stop\n"
+                         << "autonomyAfterSilence: 8s\n";
       n.options = NodeOptions{.name = n.name,
                               .heartbeat = "1s",
                               .token = boot,
@@ -464,6 +465,20 @@ class Fleet {
     VerifyHistory(want);
     std::printf("[ fault    ] verification took %.1f s\n",
                 std::chrono::duration<double>(Clock::now() - started).count());
+  }
+
+  // The node's own events (autonomy.*, override.*) the cloud holds for `member`.
+  std::vector<std::string> NodeEventTypes(const std::string& member) {
+    std::vector<std::string> out;
+    auto res = Cl([&](Cloud& c) {
+      return c.Api("GET", "/api/v1/nodes/" + node(member).name + "/events?limit=10000");
+    });
+    if (!res.ok() || res->status != 200) return out;
+    for (const auto& e : json::parse(res->body)) {
+      std::string t = e["type"];
+      if (t.find('.') != std::string::npos) out.push_back(t);
+    }
+    return out;
   }
 
   void Summary() {
@@ -556,6 +571,19 @@ class Fleet {
           },
           seconds(60)))
           << last.dump() << " (must reach " << n.min_version << ")";
+      // The node's own view agrees: its link is back to connected (GET /status, in its
+      // namespace).
+      json status;
+      EXPECT_TRUE(Eventually(
+          [&] {
+            auto r =
+                InNetns(lab_->Netns(n.member), [&] { return PlainHttp(n.http, "GET", "/status"); });
+            if (!r.ok() || r->status != 200) return false;
+            status = json::parse(r->body, nullptr, false);
+            return status.is_object() && status.value("linkState", "") == "connected";
+          },
+          seconds(60)))
+          << status.dump();
     }
   }
 
@@ -760,6 +788,19 @@ TEST(Fault, PartitionLongerThanOfflineAfter) {
   want.offline_from_ms = from + OfflineAfter().count() - 2000;
   want.offline_to_ms = std::min(to, from + OfflineAfter().count() + 5000);
   f.Verify(want);
+  // n1 told its side too, once it could: degraded, autonomous (the partition outlasted
+  // autonomyAfterSilence), resyncing, connected.
+  std::vector<std::string> types;
+  EXPECT_TRUE(Eventually([&] {
+    types = f.NodeEventTypes("n1");
+    auto at = [&](const std::string& t) {
+      return std::find(types.begin(), types.end(), t) - types.begin();
+    };
+    auto n = static_cast<std::ptrdiff_t>(types.size());
+    return at("autonomy.autonomous") < n && at("autonomy.resyncing") < n &&
+           std::find(types.begin() + at("autonomy.autonomous"), types.end(),
+                     "autonomy.connected") != types.end();
+  })) << ::testing::PrintToString(types);
 }
 
 // The cloud's link down and up every 10 s for 2 min: each gap is shorter than --offline-after.
