@@ -81,6 +81,7 @@ d = json.load(open(sys.argv[1]))
 s = d.get("storm", {})
 print(f"run {sys.argv[2]}: links {s.get('links')} back {s.get('seconds_until_back')} "
       f"all_back {s.get('all_back')} cloud_cpu_s {s.get('cloud_cpu_seconds')} "
+      f"peak_cpu_1s {s.get('cloud_peak_cpu_percent_1s')}% "
       f"peak_rss_kb {s.get('cloud_peak_rss_kb')} restart_s {s.get('restart_seconds')}")
 PY
 done
