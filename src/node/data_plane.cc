@@ -284,9 +284,29 @@ v1::Envelope DataPlane::Report() {
   }
   if (apps_) {
     for (auto& s : apps_->Statuses()) *r->add_workloads() = std::move(s);
+    for (auto& s : StoppedOnSite()) *r->add_workloads() = std::move(s);
     r->set_has_workloads(true);
   }
   return report;
+}
+
+std::vector<v1::WorkloadStatus> DataPlane::StoppedOnSite() const {
+  std::vector<v1::WorkloadStatus> out;
+  std::lock_guard lock(state_mu_);
+  if (!overrides_) return out;
+  for (const auto& w : cloud_desired_.workloads()) {
+    auto o = overrides_->Get(OverrideKind::kApp, w.app());
+    if (!o || !o->spec.value("stopped", false)) continue;
+    v1::WorkloadStatus s;
+    s.set_id(w.id());
+    s.set_app(w.app());
+    s.set_revision(w.revision());
+    s.set_status("stopped");
+    s.set_last_error(fmt::format("stopped on the node by a local override (v{} by {}, {})",
+                                 o->version, o->origin, FormatTimeMs(o->at_ms)));
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 void DataPlane::Stop() {
@@ -664,7 +684,9 @@ std::string DataPlane::StatusJson() const {
   for (size_t m = 0; m < kLinkModes; ++m)
     time_in[std::string(LinkModeName(static_cast<LinkMode>(m)))] = a.total_ms[m];
   nlohmann::json apps = nlohmann::json::array();
-  for (const auto& w : apps_->Statuses()) {
+  auto replicas = apps_->Statuses();
+  for (auto& w : StoppedOnSite()) replicas.push_back(std::move(w));
+  for (const auto& w : replicas) {
     apps.push_back({{"name", w.app()},
                     {"id", w.id()},
                     {"revision", w.revision()},
@@ -672,7 +694,8 @@ std::string DataPlane::StatusJson() const {
                     {"ready", w.ready()},
                     {"pid", w.pid()},
                     {"restarts", w.restarts()},
-                    {"startedAt", TimeOrNull(w.started_ms())}});
+                    {"startedAt", TimeOrNull(w.started_ms())},
+                    {"lastError", w.last_error()}});
   }
   auto b = buffer_->stats();
   nlohmann::json j = {{"node", options_.node_name},

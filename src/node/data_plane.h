@@ -153,6 +153,9 @@ class DataPlane {
   std::string save_error_;               // GUARDED_BY(state_mu_): why the last save failed
   std::string StateErrorLocked() const;  // REQUIRES: state_mu_
   void RetrySaveDesired();
+  // Replicas of the cloud's desired state that a local override keeps stopped, as statuses
+  // ("stopped", with the override in last_error), so that the cloud and /status show them.
+  std::vector<v1::WorkloadStatus> StoppedOnSite() const;
   void ReapplyLocked();  // ApplyEffectiveLocked, recording its outcome. REQUIRES: state_mu_
   DeviceDirectory devices_;
   std::unique_ptr<LocalApi> api_;
@@ -160,7 +163,7 @@ class DataPlane {
   std::string http_address_;
 
   std::atomic<uint64_t> applied_version_{0};
-  std::mutex state_mu_;  // serialises persisting and applying desired state
+  mutable std::mutex state_mu_;  // serialises persisting and applying desired state
   std::string state_error_;
 
   std::mutex maint_mu_;
