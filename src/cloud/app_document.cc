@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cloud/api_json.h"
+#include "cloud/document.h"
 
 namespace verge::cloud {
 namespace {
@@ -19,72 +20,19 @@ std::string WorkloadId(const std::string& app, uint32_t replica) {
 }
 
 Result<AppDocument> ParseAppDocument(std::string_view body, std::string_view path_name) {
-  if (body.size() > kMaxApiBodyBytes) {
-    return Error(Code::kResourceExhausted, "request body larger than {} bytes", kMaxApiBodyBytes);
-  }
-  json doc = json::parse(body, nullptr, false);
-  if (doc.is_discarded()) return Error(Code::kInvalidArgument, "request body is not valid JSON");
-  if (!doc.is_object()) {
-    return Error(Code::kInvalidArgument,
-                 "request body must be a JSON object: a document of kind App");
-  }
-  std::vector<std::string> errors;
-  for (const auto& [k, v] : doc.items()) {
-    if (k != "apiVersion" && k != "kind" && k != "metadata" && k != "spec" && k != "status") {
-      errors.push_back(fmt::format("unknown field \"{}\"", ClipUtf8(k, 64)));
-    }
-  }
-  auto api_version = doc.find("apiVersion");
-  if (api_version == doc.end() || !api_version->is_string()) {
-    errors.push_back(fmt::format("apiVersion: required, \"{}\"", kAppApiVersion));
-  } else if (*api_version != kAppApiVersion) {
-    errors.push_back(fmt::format("apiVersion: \"{}\" is not supported (use \"{}\")",
-                                 ClipUtf8(api_version->get<std::string>(), 64), kAppApiVersion));
-  }
-  auto kind = doc.find("kind");
-  if (kind == doc.end() || !kind->is_string()) {
-    errors.push_back("kind: required, \"App\"");
-  } else if (*kind != "App") {
-    errors.push_back(fmt::format("kind: \"{}\" is not App (this endpoint takes apps)",
-                                 ClipUtf8(kind->get<std::string>(), 64)));
-  }
+  static const DocumentKind kKind{.kind = "App",
+                                  .api_version = kAppApiVersion,
+                                  .noun = "app",
+                                  .spec_hint = "a mapping with at least type",
+                                  .labels = true,
+                                  .extra_fields = {}};
+  VERGE_ASSIGN_OR_RETURN(DocumentEnvelope env, ParseDocumentEnvelope(body, path_name, kKind));
+  std::vector<std::string>& errors = env.errors;
   AppDocument out;
   out.name = std::string(path_name);
-  auto meta = doc.find("metadata");
-  if (meta == doc.end() || !meta->is_object()) {
-    errors.push_back("metadata: required, a mapping with the app's name");
-  } else {
-    for (const auto& [k, v] : meta->items()) {
-      if (k == "name" || k == "createdAt" || k == "updatedAt") continue;
-      if (k != "labels") {
-        errors.push_back(fmt::format("metadata: unknown field \"{}\"", ClipUtf8(k, 64)));
-        continue;
-      }
-      if (!v.is_object()) {
-        errors.push_back("metadata.labels: must be a mapping of strings");
-        continue;
-      }
-      for (const auto& [lk, lv] : v.items()) {
-        if (!lv.is_string()) {
-          errors.push_back(fmt::format("metadata.labels.{}: must be a string", ClipUtf8(lk, 64)));
-        } else {
-          out.labels[lk] = lv.get<std::string>();
-        }
-      }
-    }
-    auto name = meta->find("name");
-    if (name == meta->end() || !name->is_string()) {
-      errors.push_back("metadata.name: required");
-    } else if (*name != path_name) {
-      errors.push_back(fmt::format("metadata.name \"{}\" does not match the name in the URL",
-                                   ClipUtf8(name->get<std::string>(), 80)));
-    }
-  }
-  auto spec = doc.find("spec");
-  if (spec == doc.end() || !spec->is_object()) {
-    errors.push_back("spec: required, a mapping with at least type");
-  } else {
-    auto parsed = ParseAppSpec(spec->dump());
+  out.labels = std::move(env.labels);
+  if (env.has_spec) {
+    auto parsed = ParseAppSpec(env.spec.dump());
     if (parsed.ok()) {
       out.spec = std::move(*parsed);
     } else {

@@ -1,6 +1,7 @@
 #include "cloud/rule_spec.h"
 
 #include "cloud/api_json.h"
+#include "cloud/document.h"
 #include "common/clock.h"
 #include "common/labels.h"
 #include "node/rules/spec.h"
@@ -56,67 +57,20 @@ bool Rule::SameSpec(const Rule& o) const {
 }
 
 Result<Rule> ParseRuleDocument(std::string_view body, std::string_view path_name) {
-  if (body.size() > kMaxApiBodyBytes) {
-    return Error(Code::kResourceExhausted, "request body larger than {} bytes", kMaxApiBodyBytes);
-  }
-  json doc = json::parse(body, nullptr, false);
-  if (doc.is_discarded()) return Error(Code::kInvalidArgument, "request body is not valid JSON");
-  if (!doc.is_object()) {
-    return Error(Code::kInvalidArgument,
-                 "request body must be a JSON object: a document of kind Rule");
-  }
-  std::vector<std::string> errors;
-  for (const auto& [k, v] : doc.items()) {
-    if (k != "apiVersion" && k != "kind" && k != "metadata" && k != "spec" && k != "status" &&
-        k != "result") {
-      errors.push_back(fmt::format("unknown field \"{}\"", k));
-    }
-  }
-  auto text = [&](const json& obj, const char* key) -> std::optional<std::string> {
-    auto it = obj.find(key);
-    if (it == obj.end() || !it->is_string()) return std::nullopt;
-    return it->get<std::string>();
-  };
-  auto api_version = text(doc, "apiVersion");
-  if (!api_version) {
-    errors.push_back(fmt::format("apiVersion: required, \"{}\"", kRuleApiVersion));
-  } else if (*api_version != kRuleApiVersion) {
-    errors.push_back(fmt::format("apiVersion: \"{}\" is not supported (use \"{}\")",
-                                 ClipUtf8(*api_version, 64), kRuleApiVersion));
-  }
-  auto kind = text(doc, "kind");
-  if (!kind) {
-    errors.push_back("kind: required, \"Rule\"");
-  } else if (*kind != "Rule") {
-    errors.push_back(
-        fmt::format("kind: \"{}\" is not Rule (this endpoint takes rules)", ClipUtf8(*kind, 64)));
-  }
-
+  static const DocumentKind kKind{.kind = "Rule",
+                                  .api_version = kRuleApiVersion,
+                                  .noun = "rule",
+                                  .spec_hint = "a mapping with sql and actions",
+                                  .labels = false,
+                                  .extra_fields = {"result"}};
+  VERGE_ASSIGN_OR_RETURN(DocumentEnvelope env, ParseDocumentEnvelope(body, path_name, kKind));
+  std::vector<std::string>& errors = env.errors;
   Rule rule;
   rule.name = std::string(path_name);
-  auto meta = doc.find("metadata");
-  if (meta == doc.end() || !meta->is_object()) {
-    errors.push_back("metadata: required, a mapping with the rule's name");
-  } else {
-    for (const auto& [k, v] : meta->items()) {
-      if (k != "name" && k != "createdAt" && k != "updatedAt")
-        errors.push_back(fmt::format("metadata: unknown field \"{}\"", k));
-    }
-    auto name = text(*meta, "name");
-    if (!name) {
-      errors.push_back("metadata.name: required");
-    } else if (*name != path_name) {
-      errors.push_back(fmt::format("metadata.name \"{}\" does not match the name in the URL",
-                                   ClipUtf8(*name, 80)));
-    }
-  }
-
-  auto spec = doc.find("spec");
-  if (spec == doc.end() || !spec->is_object()) {
-    errors.push_back("spec: required, a mapping with sql and actions");
-  } else {
+  if (env.has_spec) {
+    const json& spec = env.spec;
     json body = {{"name", rule.name}};
-    for (const auto& [k, v] : spec->items()) {
+    for (const auto& [k, v] : spec.items()) {
       if (k == "nodeSelector") {
         ParseSelector(v, rule.node_selector, errors);
       } else if (k == "sql" || k == "streams" || k == "actions" || k == "options") {
@@ -139,9 +93,9 @@ Result<Rule> ParseRuleDocument(std::string_view body, std::string_view path_name
     } else {
       rule.sql = parsed.value().sql;
       rule.streams = parsed.value().streams;
-      rule.actions_json = spec->at("actions").dump();
-      auto options = spec->find("options");
-      rule.options_json = options == spec->end() || options->is_null() ? "" : options->dump();
+      rule.actions_json = spec.at("actions").dump();
+      auto options = spec.find("options");
+      rule.options_json = options == spec.end() || options->is_null() ? "" : options->dump();
     }
   }
   if (!errors.empty()) {

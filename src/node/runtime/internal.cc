@@ -1,6 +1,9 @@
 #include "node/runtime/internal.h"
 
+#include <fmt/format.h>
+
 #include <cstdlib>
+#include <cstring>
 #include <string_view>
 
 #include "common/fs.h"
@@ -41,6 +44,19 @@ std::optional<ExitRecord> ReadExitRecord(const std::string& dir) {
   }
   if (!any) return std::nullopt;
   return rec;
+}
+
+std::string SignalName(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev != nullptr ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", sig);
+}
+
+void DescribeExit(ExitInfo& info) {
+  if (info.message.empty()) {
+    info.message = info.signal > 0 ? fmt::format("killed by {}", SignalName(info.signal))
+                                   : fmt::format("exit code {}", info.exit_code);
+  }
+  if (info.oom_killed) info.message += " (out of memory)";
 }
 
 }  // namespace verge::node::runtime

@@ -14,6 +14,8 @@
 #include <string>
 #include <utility>
 
+#include "node/runtime/runtime.h"
+
 namespace verge::node::runtime {
 
 class Fd {
@@ -51,5 +53,11 @@ struct ExitRecord {
 
 // DIR/exit, or nullopt when it is missing or names neither a code nor a signal.
 std::optional<ExitRecord> ReadExitRecord(const std::string& dir);
+
+// "SIGKILL", or "signal N" for one without a name.
+std::string SignalName(int sig);
+// Completes how an exit reads in a status: "exit code 3" or "killed by SIGTERM" when it has no
+// message yet, and " (out of memory)" when the memory limit killed it.
+void DescribeExit(ExitInfo& info);
 
 }  // namespace verge::node::runtime

@@ -42,11 +42,6 @@ std::string Errno(int e) {
   return fmt::format("{} (errno {})", std::generic_category().message(e), e);
 }
 
-std::string SignalName(int sig) {
-  const char* abbrev = sigabbrev_np(sig);
-  return abbrev ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", sig);
-}
-
 // ---------------------------------------------------------------------------------------------
 // What runs between clone and exec. Only async-signal-safe calls, no allocation, and raw
 // system calls where glibc would consult its (copied, possibly inconsistent) thread list:
@@ -900,11 +895,7 @@ Result<Observed> NativeRuntime::Poll(const Handle& h) {
       info.oom_killed = !usage->oom_kills_estimated || info.signal == SIGKILL;
     }
   }
-  if (info.message.empty()) {
-    info.message = info.signal > 0 ? fmt::format("killed by {}", SignalName(info.signal))
-                                   : fmt::format("exit code {}", info.exit_code);
-  }
-  if (info.oom_killed) info.message += " (out of memory)";
+  DescribeExit(info);
   return Observed{false, info};
 }
 

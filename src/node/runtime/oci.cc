@@ -55,11 +55,6 @@ enum SupervisorArg {
   kSupervisorArgc
 };
 
-std::string SignalName(int sig) {
-  const char* abbrev = sigabbrev_np(sig);
-  return abbrev != nullptr ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", sig);
-}
-
 std::string ErrnoText(int e) { return std::generic_category().message(e); }
 
 // Workload ids become container ids, cgroup and file names, and runc arguments: a leading '-'
@@ -1032,11 +1027,7 @@ Result<Observed> OciRuntime::Poll(const Handle& h) {
   info.signal = rec->signal;
   info.oom_killed = rec->oom_kills > 0;
   info.message = rec->message;
-  if (info.message.empty()) {
-    info.message = info.signal > 0 ? fmt::format("killed by {}", SignalName(info.signal))
-                                   : fmt::format("exit code {}", info.exit_code);
-  }
-  if (info.oom_killed) info.message += " (out of memory)";
+  DescribeExit(info);
   return Observed{false, info};
 }
 
