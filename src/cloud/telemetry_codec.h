@@ -2,22 +2,8 @@
 // UplinkBatch from a node (codec, size cap, ReadingBatch, indices, lengths, count, names,
 // finite values, timestamps), and the chunk format the store keeps readings in.
 //
-// Chunks. Compaction turns staged batches into one chunk per node, series (device, metric) and
-// hour of the time grid (kChunkSpanNs), of at most kMaxChunkReadings, so that a query for a
-// time range finds its chunks with an index range on (series, start_ts) alone, and retention
-// deletes whole chunks. A chunk's blob:
-//
-//   u8 format (1, 2) | u8 codec (0 none, 1 zstd) | varint count | varint body_size | body
-//   body = timestamps: zigzag varint of the first, then zigzag varints of delta-of-delta
-//                      (wrapping 64-bit arithmetic, so any int64 sequence round-trips)
-//          values:     format 1: the XOR of each value's bits with the previous one's, as 8
-//                      byte planes (every low byte, ..., every high byte);
-//                      format 2: the values as they are (8 bytes little-endian each)
-//
-// Regular sampling makes delta-of-delta 0 (one byte each). Slowly moving values make the high
-// XOR planes zeros (format 1), while values that repeat exactly — readings rounded to a few
-// digits, counters, states — are whole 8-byte matches for zstd as they are (format 2); the
-// encoder keeps whichever compresses smaller.
+// Compaction turns staged batches into one chunk (common/series_chunk.h) per node, series
+// (device, metric) and hour of the time grid, of at most kMaxChunkReadings.
 //
 // Thread-safety: the free functions are thread-safe (zstd contexts are per thread).
 #pragma once
@@ -31,6 +17,7 @@
 #include <vector>
 
 #include "cloud/store.h"
+#include "common/series_chunk.h"
 #include "common/status.h"
 #include "verge/v1/link.pb.h"
 
@@ -38,12 +25,8 @@ namespace verge::cloud {
 
 // Largest ReadingBatch a compressed UplinkBatch may expand to.
 inline constexpr size_t kMaxUplinkDecompressedBytes = size_t{64} << 20;
-// Chunks never cross a multiple of this (1 hour).
-inline constexpr int64_t kChunkSpanNs = int64_t{3600} * 1'000'000'000;
 // Bounds what one chunk costs to decode in a query.
 inline constexpr size_t kMaxChunkReadings = 65'536;
-
-inline int64_t ChunkBucket(int64_t ts_ns) { return ts_ns - ts_ns % kChunkSpanNs; }
 
 // The readings of one series, sorted by timestamp (duplicates kept, stable).
 struct SeriesReadings {
@@ -110,12 +93,5 @@ class SeriesMerger {
 // SeriesMerger over already decoded series.
 std::vector<Store::ChunkRecord> MakeChunks(const std::string& node,
                                            std::vector<SeriesReadings> series);
-
-// Encodes sorted or unsorted readings (timestamps are kept in the given order).
-// REQUIRES: ts.size() == values.size().
-std::string EncodeChunk(std::span<const int64_t> ts, std::span<const double> values);
-// Appends a chunk's readings to ts and values. kDataLoss if the blob is damaged (and then
-// ts and values are left as they were).
-Status DecodeChunk(std::string_view data, std::vector<int64_t>& ts, std::vector<double>& values);
 
 }  // namespace verge::cloud

@@ -26,38 +26,6 @@ bool AllDigits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-struct Accumulator {
-  double sum = 0, min = 0, max = 0;
-  uint64_t count = 0;
-  void Add(double v) {
-    if (count == 0) {
-      min = max = v;
-    } else {
-      min = std::min(min, v);
-      max = std::max(max, v);
-    }
-    sum += v;
-    ++count;
-  }
-  double Value(Aggregate agg) const {
-    switch (agg) {
-      case Aggregate::kAvg:
-        return sum / static_cast<double>(count);
-      case Aggregate::kMin:
-        return min;
-      case Aggregate::kMax:
-        return max;
-      case Aggregate::kSum:
-        return sum;
-      case Aggregate::kCount:
-        return static_cast<double>(count);
-      case Aggregate::kNone:
-        break;
-    }
-    return sum;
-  }
-};
-
 // Turns one series' merged, deduplicated points into output points (raw or bucketed).
 class SeriesSink {
  public:

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "cloud/store.h"
+#include "common/series_chunk.h"
 #include "common/status.h"
 #include "common/timestamp.h"
 
@@ -28,8 +29,6 @@ namespace verge::cloud {
 
 inline constexpr size_t kDefaultQueryLimit = 10'000;
 inline constexpr size_t kMaxQueryLimit = 100'000;
-
-enum class Aggregate { kNone, kAvg, kMin, kMax, kSum, kCount };
 
 struct TelemetryQuery {
   std::string device;

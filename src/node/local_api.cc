@@ -266,10 +266,10 @@ http::Response LocalApi::Query(const http::Request& req) {
       return http::ErrorResponse(Error(Code::kInvalidArgument, "step '{}' is not a duration", s));
     q.step_ns = d->count() * 1'000'000;
   }
-  auto agg = data::ParseAgg(arg("agg"));
+  auto agg = ParseAggregate(arg("agg"));
   if (!agg.ok()) return http::ErrorResponse(agg.status());
   q.agg = *agg;
-  if (q.step_ns > 0 && q.agg == data::Agg::kNone) q.agg = data::Agg::kAvg;
+  if (q.step_ns > 0 && q.agg == Aggregate::kNone) q.agg = Aggregate::kAvg;
   if (auto l = arg("limit"); !l.empty()) {
     size_t n = 0;
     auto [p, ec] = std::from_chars(l.data(), l.data() + l.size(), n);

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "common/compress.h"
+#include "common/sqlite.h"
 #include "node/data/codec.h"
 #include "node/data/filter.h"
 #include "node/data/ingestor.h"
@@ -418,7 +419,7 @@ TEST(Series, QueryAggregatesAndIsIdempotent) {
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->size(), 10u);
   q.step_ns = 5'000'000'000;
-  q.agg = Agg::kAvg;
+  q.agg = Aggregate::kAvg;
   auto agg = (*s)->Query(q);
   ASSERT_TRUE(agg.ok());
   ASSERT_EQ(agg->size(), 2u);
@@ -429,6 +430,187 @@ TEST(Series, QueryAggregatesAndIsIdempotent) {
   auto pruned = (*s)->Prune(kT0 + 5'000'000'000LL);
   ASSERT_TRUE(pruned.ok());
   EXPECT_EQ(*pruned, 5u);
+}
+
+int64_t ChunkRows(const std::string& path) {
+  auto db = sql::Db::Open(path);
+  EXPECT_TRUE(db.ok());
+  auto st = db->Prepare("SELECT count(*) FROM chunks");
+  EXPECT_TRUE(st.ok());
+  EXPECT_TRUE(*st->Step());
+  return st->Int(0);
+}
+
+std::vector<std::pair<int64_t, double>> Points(SeriesStore& s, SeriesQuery q) {
+  auto r = s.Query(q);
+  EXPECT_TRUE(r.ok()) << r.status().message();
+  std::vector<std::pair<int64_t, double>> out;
+  if (r.ok())
+    for (const auto& p : *r) out.emplace_back(p.ts_ns, p.value);
+  return out;
+}
+
+// 1,000 readings a second apart, starting 100 s before an hour boundary.
+constexpr int64_t kHour = int64_t{3600} * 1'000'000'000;
+constexpr int64_t kCell = kT0 - kT0 % kHour + kHour;
+
+TEST(Series, KeepsReadingsInChunksAcrossHoursAndCalls) {
+  Dir dir;
+  auto s = SeriesStore::Open(dir / "s.db");
+  ASSERT_TRUE(s.ok());
+  std::vector<Reading> all;
+  for (int i = 0; i < 1000; ++i)
+    all.push_back({"d", "m", kCell - 100'000'000'000LL + i * 1'000'000'000LL, i * 0.25});
+  // Uneven calls, as the pipeline's steps are.
+  for (size_t at = 0, n = 1; at < all.size(); at += n, n = n * 3 % 397 + 1)
+    ASSERT_TRUE((*s)->Insert(std::span(all).subspan(at, std::min(n, all.size() - at))).ok());
+  SeriesQuery q;
+  q.device = "d";
+  auto pts = Points(**s, q);
+  ASSERT_EQ(pts.size(), all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(pts[i].first, all[i].ts_ns);
+    EXPECT_EQ(pts[i].second, all[i].value);
+  }
+  // 100 readings before the boundary, 900 after: one chunk, then four (256 each, the last open).
+  EXPECT_EQ(ChunkRows(dir / "s.db"), 5);
+  q.from_ns = all[90].ts_ns;
+  q.to_ns = all[110].ts_ns;  // inclusive
+  pts = Points(**s, q);
+  ASSERT_EQ(pts.size(), 21u);
+  EXPECT_EQ(pts.front().first, all[90].ts_ns);
+  EXPECT_EQ(pts.back().first, all[110].ts_ns);
+  q.from_ns = 0;
+  q.to_ns = INT64_MAX;
+  q.limit = 300;
+  EXPECT_EQ(Points(**s, q).size(), 300u);
+  // Two-hour buckets: the ones before and after the boundary fall in different buckets only
+  // if the boundary is on the two-hour grid; count what each bucket holds either way.
+  q.limit = 10;
+  q.step_ns = 2 * kHour;
+  q.agg = Aggregate::kCount;
+  double counted = 0;
+  for (const auto& [ts, v] : Points(**s, q)) counted += v;
+  EXPECT_EQ(counted, 1000);
+}
+
+TEST(Series, ARepeatedOrLateReadingKeepsTheFirstValueStored) {
+  Dir dir;
+  auto s = SeriesStore::Open(dir / "s.db");
+  ASSERT_TRUE(s.ok());
+  std::vector<Reading> first;
+  for (int i = 0; i < 600; ++i) first.push_back({"d", "m", kCell + i * 2'000'000'000LL, 1.0 * i});
+  ASSERT_TRUE((*s)->Insert(first).ok());
+  // The same timestamps again with other values (a replay), and late readings between them,
+  // out of order: the first chunks are full by now, so these land in newer chunks.
+  std::vector<Reading> late;
+  for (int i = 599; i >= 0; i -= 7) {
+    late.push_back({"d", "m", first[i].ts_ns, -1.0});
+    late.push_back({"d", "m", first[i].ts_ns + 1'000'000'000LL, -2.0});
+  }
+  ASSERT_TRUE((*s)->Insert(late).ok());
+  ASSERT_TRUE((*s)->Insert(late).ok());
+  SeriesQuery q;
+  q.device = "d";
+  q.metric = "m";
+  q.limit = 100'000;
+  auto pts = Points(**s, q);
+  ASSERT_EQ(pts.size(), 600u + 86u);
+  for (size_t i = 1; i < pts.size(); ++i) ASSERT_LT(pts[i - 1].first, pts[i].first);
+  for (const auto& [ts, v] : pts) {
+    bool original = (ts - kCell) % 2'000'000'000LL == 0;
+    EXPECT_EQ(v, original ? static_cast<double>((ts - kCell) / 2'000'000'000LL) : -2.0);
+  }
+  for (const auto& r : late) EXPECT_TRUE((*s)->Contains(r));
+  EXPECT_FALSE((*s)->Contains({"d", "m", kCell + 3'000'000'000LL, 0}));
+  EXPECT_FALSE((*s)->Contains({"d", "other", kCell, 0}));
+}
+
+TEST(Series, AReopenedStoreGoesOnFillingTheOpenChunk) {
+  Dir dir;
+  std::vector<Reading> r;
+  for (int i = 0; i < 20; ++i) r.push_back({"d", "m", kCell + i * 1'000'000'000LL, 1.0 * i});
+  {
+    auto s = SeriesStore::Open(dir / "s.db");
+    ASSERT_TRUE(s.ok());
+    ASSERT_TRUE((*s)->Insert(std::span(r).first(10)).ok());
+  }
+  auto s = SeriesStore::Open(dir / "s.db");
+  ASSERT_TRUE(s.ok());
+  // A pipeline restarting from its cursor stores the first readings again.
+  ASSERT_TRUE((*s)->Insert(r).ok());
+  SeriesQuery q;
+  q.device = "d";
+  EXPECT_EQ(Points(**s, q).size(), 20u);
+  EXPECT_EQ(ChunkRows(dir / "s.db"), 1);
+}
+
+TEST(Series, PruneIsExactInsideAChunk) {
+  Dir dir;
+  auto s = SeriesStore::Open(dir / "s.db");
+  ASSERT_TRUE(s.ok());
+  std::vector<Reading> r;
+  for (int i = 0; i < 600; ++i) {
+    r.push_back({"d", "a", kCell - 300'000'000'000LL + i * 1'000'000'000LL, 1.0 * i});
+    r.push_back({"d", "b", kCell - 300'000'000'000LL + i * 1'000'000'000LL, 2.0 * i});
+  }
+  std::stable_sort(r.begin(), r.end(),
+                   [](const Reading& x, const Reading& y) { return x.metric < y.metric; });
+  ASSERT_TRUE((*s)->Insert(r).ok());
+  // 400 of each series are older than this: the hour before the boundary whole (300) and
+  // 100 of a chunk that straddles the cut.
+  auto pruned = (*s)->Prune(kCell + 100'000'000'000LL);
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(*pruned, 800u);
+  SeriesQuery q;
+  q.device = "d";
+  q.metric = "b";
+  auto pts = Points(**s, q);
+  ASSERT_EQ(pts.size(), 200u);
+  EXPECT_EQ(pts.front().first, kCell + 100'000'000'000LL);
+  EXPECT_EQ(pts.front().second, 800.0);
+  // The store takes readings in a pruned cell again.
+  ASSERT_TRUE((*s)->Insert(std::vector<Reading>{{"d", "b", kCell, 7.0}}).ok());
+  EXPECT_EQ(Points(**s, q).size(), 201u);
+}
+
+TEST(Series, MovesAStoreWithOneRowPerReadingIntoChunks) {
+  Dir dir;
+  {
+    auto db = sql::Db::Open(dir / "s.db");
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(db->Exec(R"sql(
+CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL);
+INSERT INTO schema_migrations VALUES (1, 0);
+CREATE TABLE series (id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL,
+                     UNIQUE (device, metric));
+CREATE TABLE points (series INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL,
+                     PRIMARY KEY (series, ts)) WITHOUT ROWID;
+INSERT INTO series VALUES (1, 'd', 'm'), (2, 'd', 'n');
+)sql")
+                    .ok());
+    auto ins = db->Prepare("INSERT INTO points VALUES (?, ?, ?)");
+    ASSERT_TRUE(ins.ok());
+    for (int i = 0; i < 700; ++i) {
+      ins->Bind(1, int64_t{1 + i % 2})
+          .Bind(2, int64_t{kCell + i * int64_t{1'000'000'000}})
+          .Bind(3, 0.5 * i);
+      ASSERT_TRUE(ins->Run().ok());
+      ins->Reset();
+    }
+  }
+  auto s = SeriesStore::Open(dir / "s.db");
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  SeriesQuery q;
+  q.device = "d";
+  auto pts = (*s)->Query(q);
+  ASSERT_TRUE(pts.ok());
+  ASSERT_EQ(pts->size(), 700u);
+  EXPECT_EQ((*pts)[0].metric, "m");
+  EXPECT_EQ((*pts)[349].metric, "m");
+  EXPECT_EQ((*pts)[350].metric, "n");
+  EXPECT_EQ((*pts)[351].value, 1.5);
+  EXPECT_EQ(ChunkRows(dir / "s.db"), 4);  // 350 per series: 256 + 94
 }
 
 TEST(Ingestor, AcceptsCleansAndJournals) {
