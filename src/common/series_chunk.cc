@@ -64,14 +64,14 @@ ZSTD_DCtx* DCtx() {
 namespace {
 
 // One encoding of a chunk: header, then the body, compressed when that is smaller.
-std::string Frame(uint8_t format, size_t n, const std::string& body) {
+std::string Frame(uint8_t format, size_t n, const std::string& body, bool compress) {
   std::string out;
   out.push_back(static_cast<char>(format));
   out.push_back(static_cast<char>(kCodecNone));
   PutVarint(out, n);
   PutVarint(out, body.size());
   size_t header = out.size();
-  if (n >= kCompressFrom) {
+  if (compress && n >= kCompressFrom) {
     out.resize(header + ZSTD_compressBound(body.size()));
     size_t z = ZSTD_compressCCtx(CCtx(), out.data() + header, out.size() - header, body.data(),
                                  body.size(), 1);
@@ -88,7 +88,8 @@ std::string Frame(uint8_t format, size_t n, const std::string& body) {
 
 }  // namespace
 
-std::string EncodeChunk(std::span<const int64_t> ts, std::span<const double> values) {
+std::string EncodeChunk(std::span<const int64_t> ts, std::span<const double> values,
+                        ChunkEncoding encoding) {
   const size_t n = ts.size();
   std::string body;
   body.reserve(n * 18 + 8);
@@ -105,6 +106,11 @@ std::string EncodeChunk(std::span<const int64_t> ts, std::span<const double> val
     prev = t;
   }
   const size_t values_at = body.size();
+  if (encoding == ChunkEncoding::kFast) {
+    body.resize(values_at + n * 8);
+    if (n > 0) std::memcpy(body.data() + values_at, values.data(), n * 8);
+    return Frame(kFormatRawValues, n, body, false);
+  }
   body.resize(values_at + n * 8);
   auto* planes = reinterpret_cast<uint8_t*>(body.data() + values_at);
   uint64_t prev_bits = 0;
@@ -114,12 +120,12 @@ std::string EncodeChunk(std::span<const int64_t> ts, std::span<const double> val
     prev_bits = bits;
     for (size_t b = 0; b < 8; ++b) planes[b * n + i] = static_cast<uint8_t>(x >> (8 * b));
   }
-  std::string xor_planes = Frame(kFormatXorPlanes, n, body);
+  std::string xor_planes = Frame(kFormatXorPlanes, n, body, true);
   if (n < kTryBothFrom) return xor_planes;
   // Values that repeat exactly (rounded readings, counters, states) compress better as they
   // are: zstd matches whole 8-byte values, which XOR with the previous value hides.
   std::memcpy(body.data() + values_at, values.data(), n * 8);
-  std::string raw = Frame(kFormatRawValues, n, body);
+  std::string raw = Frame(kFormatRawValues, n, body, true);
   return raw.size() < xor_planes.size() ? raw : xor_planes;
 }
 

@@ -39,9 +39,14 @@ inline int64_t ChunkBucket(int64_t ts_ns) {
   return r < 0 ? ts_ns - r - kChunkSpanNs : ts_ns - r;
 }
 
+// kSmall: the smaller of the two value layouts, zstd-compressed when that helps. kFast: values
+// as they are, uncompressed (for a chunk that is rewritten as it fills).
+enum class ChunkEncoding { kSmall, kFast };
+
 // Encodes sorted or unsorted readings (timestamps are kept in the given order).
 // REQUIRES: ts.size() == values.size().
-std::string EncodeChunk(std::span<const int64_t> ts, std::span<const double> values);
+std::string EncodeChunk(std::span<const int64_t> ts, std::span<const double> values,
+                        ChunkEncoding encoding = ChunkEncoding::kSmall);
 // Appends a chunk's readings to ts and values. kDataLoss if the blob is damaged (and then
 // ts and values are left as they were).
 Status DecodeChunk(std::string_view data, std::vector<int64_t>& ts, std::vector<double>& values);

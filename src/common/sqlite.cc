@@ -104,14 +104,17 @@ Result<Db> Db::Open(const std::string& path) {
 
 Db& Db::operator=(Db&& o) noexcept {
   if (this != &o) {
+    cached_.clear();
     if (db_) sqlite3_close_v2(db_);
     db_ = o.db_;
+    cached_ = std::move(o.cached_);
     o.db_ = nullptr;
   }
   return *this;
 }
 
 Db::~Db() {
+  cached_.clear();
   if (db_) sqlite3_close_v2(db_);
 }
 
@@ -132,6 +135,15 @@ Result<Stmt> Db::Prepare(std::string_view sql) {
     return SqlError(db_, "cannot prepare statement");
   }
   return Stmt(db_, s);
+}
+
+Result<CachedStmt> Db::Cached(std::string_view sql) {
+  auto it = cached_.find(sql);
+  if (it == cached_.end()) {
+    VERGE_ASSIGN_OR_RETURN(auto st, Prepare(sql));
+    it = cached_.emplace(std::string(sql), std::move(st)).first;
+  }
+  return CachedStmt(&it->second);
 }
 
 int64_t Db::Changes() const { return sqlite3_changes64(db_); }

@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "common/status.h"
 
@@ -52,6 +53,24 @@ class Stmt {
   sqlite3_stmt* stmt_;
 };
 
+// A statement from Db::Cached: reset (and its bindings cleared) when the handle goes away, so
+// that it holds no read open and is ready for the next use. One use at a time per statement.
+class CachedStmt {
+ public:
+  explicit CachedStmt(Stmt* s) : s_(s) {}
+  CachedStmt(CachedStmt&& o) noexcept : s_(o.s_) { o.s_ = nullptr; }
+  CachedStmt(const CachedStmt&) = delete;
+  CachedStmt& operator=(const CachedStmt&) = delete;
+  ~CachedStmt() {
+    if (s_) s_->Reset();
+  }
+  Stmt* operator->() const { return s_; }
+  Stmt& operator*() const { return *s_; }
+
+ private:
+  Stmt* s_;
+};
+
 struct Migration {
   int version;
   const char* sql;
@@ -61,13 +80,16 @@ class Db {
  public:
   // Opens (creating) `path` in WAL mode with foreign keys on. ":memory:" is fine for tests.
   static Result<Db> Open(const std::string& path);
-  Db(Db&& o) noexcept : db_(o.db_) { o.db_ = nullptr; }
+  Db(Db&& o) noexcept : db_(o.db_), cached_(std::move(o.cached_)) { o.db_ = nullptr; }
   Db& operator=(Db&& o) noexcept;
   Db(const Db&) = delete;
   ~Db();
 
   Status Exec(std::string_view sql);
   Result<Stmt> Prepare(std::string_view sql);
+  // The statement prepared once per connection and kept: for statements run often, where
+  // preparing would cost more than running. Statements are kept while the Db lives.
+  Result<CachedStmt> Cached(std::string_view sql);
   int64_t Changes() const;
 
   // Applies, in order and each in its own transaction, the migrations newer than the
@@ -80,6 +102,11 @@ class Db {
  private:
   explicit Db(sqlite3* db) : db_(db) {}
   sqlite3* db_;
+  struct SqlHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  std::unordered_map<std::string, Stmt, SqlHash, std::equal_to<>> cached_;
 };
 
 // BEGIN IMMEDIATE ... COMMIT, rolled back unless Commit() succeeded.

@@ -38,9 +38,10 @@ CREATE INDEX batches_to_send ON batches (priority DESC, seq ASC);
 };
 
 Status Put(sql::Db& db, std::string_view key, uint64_t value) {
-  VERGE_ASSIGN_OR_RETURN(auto st,
-                         db.Prepare("INSERT INTO state(key, value) VALUES (?, ?) "
-                                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value"));
+  VERGE_ASSIGN_OR_RETURN(auto cached,
+                         db.Cached("INSERT INTO state(key, value) VALUES (?, ?) "
+                                   "ON CONFLICT(key) DO UPDATE SET value = excluded.value"));
+  sql::Stmt& st = *cached;
   st.Bind(1, key).Bind(2, static_cast<int64_t>(value));
   return st.Run();
 }
@@ -119,8 +120,9 @@ Result<uint64_t> UplinkBuffer::Append(std::span<const Reading> readings) {
                  "MiB); retry later",
                  stats_.journal_bytes >> 20, options_.max_journal_bytes >> 20);
   }
-  VERGE_ASSIGN_OR_RETURN(auto st,
-                         db_.Prepare("INSERT INTO journal(seq, count, data) VALUES (?, ?, ?)"));
+  VERGE_ASSIGN_OR_RETURN(auto cached,
+                         db_.Cached("INSERT INTO journal(seq, count, data) VALUES (?, ?, ?)"));
+  sql::Stmt& st = *cached;
   uint64_t seq = journal_next_;
   st.Bind(1, static_cast<int64_t>(seq))
       .Bind(2, static_cast<int64_t>(readings.size()))
@@ -136,7 +138,8 @@ Result<std::vector<JournalEntry>> UplinkBuffer::ReadJournal(const Cursor& from,
                                                             size_t max_entries) {
   std::lock_guard lock(mu_);
   VERGE_ASSIGN_OR_RETURN(
-      auto st, db_.Prepare("SELECT seq, data FROM journal WHERE seq >= ? ORDER BY seq LIMIT ?"));
+      auto cached, db_.Cached("SELECT seq, data FROM journal WHERE seq >= ? ORDER BY seq LIMIT ?"));
+  sql::Stmt& st = *cached;
   st.Bind(1, static_cast<int64_t>(from.seq)).Bind(2, static_cast<int64_t>(max_entries));
   std::vector<JournalEntry> out;
   for (;;) {
@@ -172,8 +175,9 @@ Status UplinkBuffer::CommitLocked(std::vector<StoredBatch>& batches, const Curso
   uint64_t bytes = 0, readings = 0;
   {
     VERGE_ASSIGN_OR_RETURN(
-        auto ins, db_.Prepare("INSERT INTO batches(seq, priority, count, created_ms, bytes, data) "
-                              "VALUES (?, ?, ?, ?, ?, ?)"));
+        auto cached, db_.Cached("INSERT INTO batches(seq, priority, count, created_ms, bytes, "
+                                "data) VALUES (?, ?, ?, ?, ?, ?)"));
+    sql::Stmt& ins = *cached;
     for (auto& b : batches) {
       b.seq = seq++;
       ins.Bind(1, static_cast<int64_t>(b.seq))
@@ -188,8 +192,9 @@ Status UplinkBuffer::CommitLocked(std::vector<StoredBatch>& batches, const Curso
       readings += b.count;
     }
   }
-  VERGE_ASSIGN_OR_RETURN(auto del,
-                         db_.Prepare("DELETE FROM journal WHERE seq < ? RETURNING length(data)"));
+  VERGE_ASSIGN_OR_RETURN(auto cached_del,
+                         db_.Cached("DELETE FROM journal WHERE seq < ? RETURNING length(data)"));
+  sql::Stmt& del = *cached_del;
   del.Bind(1, static_cast<int64_t>(cursor.seq));
   uint64_t deleted = 0, deleted_bytes = 0;
   for (;;) {
@@ -270,9 +275,10 @@ Cursor UplinkBuffer::cursor() const {
 Result<std::vector<StoredBatch>> UplinkBuffer::Pending(std::span<const uint64_t> exclude,
                                                        size_t max) {
   std::lock_guard lock(mu_);
-  VERGE_ASSIGN_OR_RETURN(auto st,
-                         db_.Prepare("SELECT seq, priority, count, created_ms, data FROM batches "
-                                     "ORDER BY priority DESC, seq ASC LIMIT ?"));
+  VERGE_ASSIGN_OR_RETURN(auto cached,
+                         db_.Cached("SELECT seq, priority, count, created_ms, data FROM batches "
+                                    "ORDER BY priority DESC, seq ASC LIMIT ?"));
+  sql::Stmt& st = *cached;
   st.Bind(1, static_cast<int64_t>(max + exclude.size()));
   std::vector<StoredBatch> out;
   while (out.size() < max) {
@@ -295,8 +301,9 @@ Status UplinkBuffer::Ack(std::span<const uint64_t> seqs) {
   if (seqs.empty()) return Status::Ok();
   std::lock_guard lock(mu_);
   VERGE_ASSIGN_OR_RETURN(auto txn, sql::Txn::Begin(db_));
-  VERGE_ASSIGN_OR_RETURN(auto del,
-                         db_.Prepare("DELETE FROM batches WHERE seq = ? RETURNING count, bytes"));
+  VERGE_ASSIGN_OR_RETURN(auto cached,
+                         db_.Cached("DELETE FROM batches WHERE seq = ? RETURNING count, bytes"));
+  sql::Stmt& del = *cached;
   BufferStats before = stats_;
   for (uint64_t seq : seqs) {
     del.Bind(1, static_cast<int64_t>(seq));

@@ -41,14 +41,6 @@ CREATE INDEX chunks_by_series ON chunks(series, start_ts);
 // Past this many open chunks the cache is dropped (about 4 MiB at full chunks).
 constexpr size_t kMaxOpenChunks = 1024;
 
-std::string Key(const std::string& device, const std::string& metric) {
-  std::string k;
-  k.reserve(device.size() + metric.size() + 1);
-  k.append(device).push_back('\0');
-  k.append(metric);
-  return k;
-}
-
 // Adds a reading to sorted, unique ts/values, unless its timestamp is already there.
 bool AddSorted(std::vector<int64_t>& ts, std::vector<double>& values, int64_t t, double v) {
   if (ts.empty() || t > ts.back()) {
@@ -187,8 +179,9 @@ Result<std::unique_ptr<SeriesStore>> SeriesStore::Open(const std::string& path) 
 }
 
 Result<int64_t> SeriesStore::SeriesIdLocked(const std::string& device, const std::string& metric) {
-  std::string key = Key(device, metric);
-  if (auto it = ids_.find(key); it != ids_.end()) return it->second;
+  key_.assign(device).push_back('\0');
+  key_.append(metric);
+  if (auto it = ids_.find(key_); it != ids_.end()) return it->second;
   VERGE_ASSIGN_OR_RETURN(auto ins, writer_.Prepare("INSERT INTO series(device, metric) VALUES "
                                                    "(?, ?) ON CONFLICT DO NOTHING"));
   ins.Bind(1, device).Bind(2, metric);
@@ -200,7 +193,7 @@ Result<int64_t> SeriesStore::SeriesIdLocked(const std::string& device, const std
   if (!row) return Error(Code::kInternal, "series {}/{} vanished", device, metric);
   int64_t id = sel.Int(0);
   // Bounded by the number of series the node has seen; a node serves its own devices.
-  ids_.emplace(std::move(key), id);
+  ids_.emplace(key_, id);
   return id;
 }
 
@@ -209,9 +202,10 @@ Result<SeriesStore::OpenChunk*> SeriesStore::OpenChunkLocked(int64_t series, int
   if (auto it = open_.find(key); it != open_.end()) return &it->second;
   OpenChunk c;
   // The newest chunk of the cell takes more readings while it has room.
-  VERGE_ASSIGN_OR_RETURN(auto sel, writer_.Prepare("SELECT id, count, data FROM chunks WHERE "
-                                                   "series = ? AND start_ts = ? "
-                                                   "ORDER BY id DESC LIMIT 1"));
+  VERGE_ASSIGN_OR_RETURN(auto cached, writer_.Cached("SELECT id, count, data FROM chunks WHERE "
+                                                     "series = ? AND start_ts = ? "
+                                                     "ORDER BY id DESC LIMIT 1"));
+  sql::Stmt& sel = *cached;
   sel.Bind(1, series).Bind(2, start);
   VERGE_ASSIGN_OR_RETURN(bool row, sel.Step());
   if (row && static_cast<size_t>(sel.Int(1)) < kSeriesChunkReadings) {
@@ -221,20 +215,24 @@ Result<SeriesStore::OpenChunk*> SeriesStore::OpenChunkLocked(int64_t series, int
   return &open_.emplace(key, std::move(c)).first->second;
 }
 
-Status SeriesStore::WriteChunkLocked(int64_t series, int64_t start, OpenChunk& c) {
-  std::string data = EncodeChunk(c.ts, c.values);
+Status SeriesStore::WriteChunkLocked(int64_t series, int64_t start, OpenChunk& c,
+                                     ChunkEncoding encoding) {
+  std::string data = EncodeChunk(c.ts, c.values, encoding);
   auto n = static_cast<int64_t>(c.ts.size());
   if (c.row == 0) {
-    VERGE_ASSIGN_OR_RETURN(auto ins,
-                           writer_.Prepare("INSERT INTO chunks(series, start_ts, min_ts, max_ts, "
-                                           "count, data) VALUES (?, ?, ?, ?, ?, ?)"));
+    VERGE_ASSIGN_OR_RETURN(auto cached,
+                           writer_.Cached("INSERT INTO chunks(series, start_ts, min_ts, max_ts, "
+                                          "count, data) VALUES (?, ?, ?, ?, ?, ?)"));
+    sql::Stmt& ins = *cached;
     ins.Bind(1, series).Bind(2, start).Bind(3, c.ts.front()).Bind(4, c.ts.back());
     ins.Bind(5, n).BindBlob(6, data);
     VERGE_RETURN_IF_ERROR(ins.Run());
     c.row = sqlite3_last_insert_rowid(writer_.raw());
   } else {
-    VERGE_ASSIGN_OR_RETURN(auto up, writer_.Prepare("UPDATE chunks SET min_ts = ?, max_ts = ?, "
-                                                    "count = ?, data = ? WHERE id = ?"));
+    VERGE_ASSIGN_OR_RETURN(auto cached, writer_.Cached("UPDATE chunks SET min_ts = ?, "
+                                                       "max_ts = ?, count = ?, data = ? "
+                                                       "WHERE id = ?"));
+    sql::Stmt& up = *cached;
     up.Bind(1, c.ts.front()).Bind(2, c.ts.back()).Bind(3, n).BindBlob(4, data).Bind(5, c.row);
     VERGE_RETURN_IF_ERROR(up.Run());
   }
@@ -247,7 +245,10 @@ Status SeriesStore::Insert(std::span<const Reading> readings) {
   std::lock_guard lock(write_mu_);
   Status st = InsertLocked(readings);
   // The transaction rolled back: chunks in memory may hold what the rows do not.
-  if (!st.ok() || open_.size() > kMaxOpenChunks) open_.clear();
+  if (!st.ok() || open_.size() > kMaxOpenChunks) {
+    open_.clear();
+    newest_open_.clear();
+  }
   return st;
 }
 
@@ -257,6 +258,14 @@ Status SeriesStore::InsertLocked(std::span<const Reading> readings) {
   int64_t id = 0, start = 0;
   OpenChunk* c = nullptr;
   std::vector<std::pair<ChunkKey, OpenChunk*>> dirty;
+  // Writes a chunk in its final, compressed form and forgets it: it is full, or its series has
+  // moved on to a later hour.
+  auto close = [&](const ChunkKey& key, OpenChunk& chunk) -> Status {
+    VERGE_RETURN_IF_ERROR(WriteChunkLocked(key.series, key.start, chunk, ChunkEncoding::kSmall));
+    std::erase_if(dirty, [&](const auto& d) { return d.second == &chunk; });
+    open_.erase(key);
+    return Status::Ok();
+  };
   for (const Reading& r : readings) {
     if (!prev || prev->device != r.device || prev->metric != r.metric) {
       VERGE_ASSIGN_OR_RETURN(id, SeriesIdLocked(r.device, r.metric));
@@ -265,6 +274,12 @@ Status SeriesStore::InsertLocked(std::span<const Reading> readings) {
     prev = &r;
     if (!c || ChunkBucket(r.ts_ns) != start) {
       start = ChunkBucket(r.ts_ns);
+      auto [newest, first] = newest_open_.try_emplace(id, start);
+      if (!first && newest->second < start) {
+        if (auto it = open_.find(ChunkKey{id, newest->second}); it != open_.end())
+          VERGE_RETURN_IF_ERROR(close(it->first, it->second));
+        newest->second = start;
+      }
       VERGE_ASSIGN_OR_RETURN(c, OpenChunkLocked(id, start));
     }
     if (!AddSorted(c->ts, c->values, r.ts_ns, r.value)) continue;
@@ -273,15 +288,14 @@ Status SeriesStore::InsertLocked(std::span<const Reading> readings) {
       dirty.push_back({ChunkKey{id, start}, c});
     }
     if (c->ts.size() >= kSeriesChunkReadings) {
-      // Full: written as it is, and the cell's next reading starts a new chunk.
-      VERGE_RETURN_IF_ERROR(WriteChunkLocked(id, start, *c));
-      std::erase_if(dirty, [&](const auto& d) { return d.second == c; });
-      open_.erase(ChunkKey{id, start});
+      // The cell's next reading starts a new chunk.
+      VERGE_RETURN_IF_ERROR(close(ChunkKey{id, start}, *c));
       c = nullptr;
     }
   }
+  // Chunks that may take more readings are written as they are, to be rewritten cheaply.
   for (auto& [key, chunk] : dirty)
-    VERGE_RETURN_IF_ERROR(WriteChunkLocked(key.series, key.start, *chunk));
+    VERGE_RETURN_IF_ERROR(WriteChunkLocked(key.series, key.start, *chunk, ChunkEncoding::kFast));
   return txn.Commit();
 }
 
@@ -354,6 +368,7 @@ Result<std::vector<Reading>> SeriesStore::Query(const SeriesQuery& q) {
 Result<uint64_t> SeriesStore::Prune(int64_t before_ns) {
   std::lock_guard lock(write_mu_);
   open_.clear();
+  newest_open_.clear();
   VERGE_ASSIGN_OR_RETURN(auto ids, writer_.Prepare("SELECT id FROM series"));
   std::vector<int64_t> all;
   for (;;) {

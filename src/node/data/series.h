@@ -80,15 +80,19 @@ class SeriesStore {
       : writer_(std::move(writer)), reader_(std::move(reader)) {}
   Result<int64_t> SeriesIdLocked(const std::string& device, const std::string& metric);
   Result<OpenChunk*> OpenChunkLocked(int64_t series, int64_t start);
-  Status WriteChunkLocked(int64_t series, int64_t start, OpenChunk& c);
+  Status WriteChunkLocked(int64_t series, int64_t start, OpenChunk& c, ChunkEncoding encoding);
   Status InsertLocked(std::span<const Reading> readings);
 
   std::mutex write_mu_;
   sql::Db writer_;                                // GUARDED_BY(write_mu_)
   std::unordered_map<std::string, int64_t> ids_;  // "device\0metric" -> id, GUARDED_BY(write_mu_)
+  std::string key_;  // reused for lookups in ids_, GUARDED_BY(write_mu_)
   // Bounded: dropped whole when it grows past a limit or a write fails (the rows are the
   // truth; an open chunk is read again when its hour gets another reading).
   std::unordered_map<ChunkKey, OpenChunk, ChunkKeyHash> open_;  // GUARDED_BY(write_mu_)
+  // The latest hour each series has an open chunk in, so that it is closed when the series
+  // moves on. Cleared with open_.
+  std::unordered_map<int64_t, int64_t> newest_open_;  // GUARDED_BY(write_mu_)
   std::mutex read_mu_;
   sql::Db reader_;  // GUARDED_BY(read_mu_)
 };
