@@ -57,6 +57,7 @@ Status Agent::Start() {
   dp.retention = config_.retention;
   dp.pipeline.batch_max_age = config_.batch_max_age;
   dp.pipeline.batch_max_readings = static_cast<size_t>(config_.batch_max_readings);
+  dp.pipeline.nice = config_.pipeline_nice;
   dp.uplink.rate_bytes_per_s = static_cast<uint64_t>(config_.uplink_rate_kbit) * 1000 / 8;
   dp.mqtt_listen = config_.mqtt_listen;
   dp.mqtt_dir = config_.data_dir + "/mqtt";

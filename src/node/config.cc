@@ -55,6 +55,10 @@ const ConfigSchema<NodeConfig>& NodeConfigSchema() {
              "Most kbit/s of readings, alerts and events the node sends the cloud (highest "
              "priority first); 0 for no limit.",
              &NodeConfig::uplink_rate_kbit, 0, 100'000'000)
+        .Int("pipelineNice",
+             "Nice value (0-19) of the thread that turns accepted readings into the local "
+             "series, rules and uplink batches; above 0, ingest goes first when CPU is short.",
+             &NodeConfig::pipeline_nice, 0, 19)
         .Str("durability",
              "process: an accepted reading survives a crash of verge-node; power: also a power "
              "loss (fsync on every commit, slower).",

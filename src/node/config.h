@@ -40,6 +40,7 @@ struct NodeConfig {
   Millis batch_max_age{1000};
   int batch_max_readings = 10'000;
   int uplink_rate_kbit = 0;                    // kbit/s of batches toward the cloud; 0: no limit
+  int pipeline_nice = 10;                      // the data pipeline thread's nice value
   std::string durability = "process";          // process | power
   std::string mqtt_listen = "127.0.0.1:1883";  // the node's own broker; "off": none
   std::string mqtt_broker;                     // an external broker instead

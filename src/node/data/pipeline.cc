@@ -1,6 +1,12 @@
 #include "node/data/pipeline.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "common/compress.h"
 #include "node/data/codec.h"
@@ -171,6 +177,12 @@ void Pipeline::NotifyBatches() {
 }
 
 void Pipeline::Run() {
+  pthread_setname_np(pthread_self(), "verge-pipeline");
+  // Linux gives each thread its own nice value; unprivileged processes may raise it.
+  if (options_.nice > 0 &&
+      setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), options_.nice) != 0) {
+    spdlog::warn("data pipeline: cannot lower its priority: {}", std::strerror(errno));
+  }
   int64_t backoff_ms = 0;
   for (;;) {
     {

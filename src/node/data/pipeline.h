@@ -33,6 +33,12 @@ struct PipelineOptions {
   int zstd_level = 3;
   // Journal entries read per step.
   size_t read_entries = 256;
+  // The pipeline thread's nice value (0..19). Devices wait for ingest's answer; the pipeline
+  // only has to keep up on average, behind the journal. So when the node's CPU is short,
+  // ingest goes first and the pipeline takes what is left (still about a tenth of a busy core
+  // at 10: it is slowed, never starved), and the journal's bound turns a sustained overload
+  // into "retry later" for devices. 0: the same share as ingest.
+  int nice = 10;
 };
 
 struct PipelineStats {

@@ -2,9 +2,15 @@
 #include "node/data/buffer.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
+#include <cerrno>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 #include <random>
+#include <sstream>
+#include <thread>
 
 #include "common/compress.h"
 #include "common/sqlite.h"
@@ -402,6 +408,48 @@ TEST(Pipeline, ClosesBatchesOnAge) {
   ASSERT_TRUE(p.Step(false).ok());
   EXPECT_EQ((*buf)->stats().batches, 1u);
   EXPECT_EQ((*buf)->stats().batch_readings, 3u);
+}
+
+// The nice value of this process's thread named `name`, if there is one.
+std::optional<int> ThreadNice(const std::string& name) {
+  for (const auto& t : fs::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(t.path() / "comm");
+    std::string c;
+    std::getline(comm, c);
+    if (c != name) continue;
+    std::ifstream stat(t.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    // Fields after the command's closing parenthesis: state is field 3, nice field 19.
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    std::string field;
+    for (int i = 3; i <= 19 && rest >> field; ++i) {
+    }
+    return std::stoi(field);
+  }
+  return std::nullopt;
+}
+
+TEST(Pipeline, ItsThreadYieldsToIngestByItsNiceValue) {
+  Dir dir;
+  FakeClock clock;
+  auto buf = UplinkBuffer::Open(dir / "b.db", {}, clock);
+  ASSERT_TRUE(buf.ok());
+  errno = 0;
+  const int base = getpriority(PRIO_PROCESS, 0);  // this thread's, under whatever ran the test
+  ASSERT_EQ(errno, 0);
+  PipelineOptions opt;
+  opt.nice = std::min(19, base + 7);
+  Pipeline p(**buf, nullptr, clock, opt);
+  p.Start();
+  std::optional<int> nice;
+  for (int i = 0; i < 500 && nice != opt.nice; ++i) {
+    nice = ThreadNice("verge-pipeline");
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(nice, opt.nice);
+  EXPECT_EQ(ThreadNice("data_tests"), base);  // the rest of the process is left alone
+  p.Stop();
 }
 
 TEST(Series, QueryAggregatesAndIsIdempotent) {
