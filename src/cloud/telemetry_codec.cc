@@ -82,25 +82,28 @@ Status ParseReadingBatch(int codec, std::string_view data, size_t max_decompress
 // Checks every series of `rb`, turning deltas into absolute timestamps (one vector per series,
 // kept in `ts`), and summarises; the batch is valid only if this returns Ok.
 Status CheckSeries(const v1::ReadingBatch& rb, uint64_t expected_count,
-                   std::vector<std::vector<int64_t>>& ts, UplinkSummary& summary) {
+                   std::vector<std::vector<int64_t>>& ts, std::vector<std::vector<double>>& values,
+                   UplinkSummary& summary) {
   ts.resize(static_cast<size_t>(rb.series_size()));
+  values.resize(static_cast<size_t>(rb.series_size()));
   uint64_t total = 0;
   bool first = true;
   for (int i = 0; i < rb.series_size(); ++i) {
-    const auto& s = rb.series(i);
     auto& out = ts[static_cast<size_t>(i)];
+    auto& vals = values[static_cast<size_t>(i)];
     VERGE_RETURN_IF_ERROR(SeriesTimestamps(rb, i, out));
-    for (int k = 0; k < s.values_size(); ++k) {
-      int64_t t = out[static_cast<size_t>(k)];
+    VERGE_RETURN_IF_ERROR(SeriesValues(rb, i, vals));
+    for (size_t k = 0; k < vals.size(); ++k) {
+      int64_t t = out[k];
       if (t < 0) return Invalid(fmt::format("series {}: timestamp {} is before 1970", i, k));
-      if (!std::isfinite(s.values(k))) {
+      if (!std::isfinite(vals[k])) {
         return Invalid(fmt::format("series {}: value {} is not finite", i, k));
       }
       summary.min_ts = first ? t : std::min(summary.min_ts, t);
       summary.max_ts = first ? t : std::max(summary.max_ts, t);
       first = false;
     }
-    total += static_cast<uint64_t>(s.values_size());
+    total += vals.size();
   }
   if (total != expected_count) {
     return Invalid(fmt::format("batch says {} readings but holds {}", expected_count, total));
@@ -120,14 +123,15 @@ Result<UplinkSummary> Visit(int codec, std::string_view data, uint64_t seq, uint
   // One scratch per thread: a batch of 10,000 small series would otherwise allocate 10,000
   // vectors each time.
   thread_local std::vector<std::vector<int64_t>> ts;
-  VERGE_RETURN_IF_ERROR(CheckSeries(rb, count, ts, summary));
+  thread_local std::vector<std::vector<double>> values;
+  VERGE_RETURN_IF_ERROR(CheckSeries(rb, count, ts, values, summary));
   if (fn) {
     for (int i = 0; i < rb.series_size(); ++i) {
       const auto& s = rb.series(i);
-      if (s.values_size() == 0) continue;
+      const auto& vals = values[static_cast<size_t>(i)];
+      if (vals.empty()) continue;
       fn(rb.devices(static_cast<int>(s.device())), rb.metrics(static_cast<int>(s.metric())),
-         ts[static_cast<size_t>(i)],
-         std::span<const double>(s.values().data(), static_cast<size_t>(s.values_size())));
+         ts[static_cast<size_t>(i)], vals);
     }
   }
   return summary;

@@ -24,7 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     verge::v1::ReadingBatch rb;
     if (rb.ParseFromArray(data, static_cast<int>(size))) {
       uint32_t n = 0;
-      for (const auto& s : rb.series()) n += static_cast<uint32_t>(s.values_size());
+      for (const auto& s : rb.series())
+        n += static_cast<uint32_t>(s.values_size() + s.decimal_values_size());
       batch.set_count(n);
     }
   }

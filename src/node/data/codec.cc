@@ -24,8 +24,11 @@ uint32_t Intern(std::unordered_map<std::string_view, uint32_t>& index,
 
 }  // namespace
 
-std::string EncodeReadings(std::span<const Reading> readings) {
+std::string EncodeReadings(std::span<const Reading> readings, ReadingsEncoding encoding) {
   v1::ReadingBatch batch;
+  if (readings.empty()) return batch.SerializeAsString();
+  const int64_t base = readings.front().ts_ns;
+  batch.set_base_ts_ns(base);
   std::unordered_map<std::string_view, uint32_t> devices, metrics;
   std::unordered_map<std::pair<uint32_t, uint32_t>, int, PairHash> series_index;
   std::vector<int64_t> last_ts;
@@ -38,7 +41,7 @@ std::string EncodeReadings(std::span<const Reading> readings) {
       s = batch.add_series();
       s->set_device(d);
       s->set_metric(m);
-      last_ts.push_back(0);
+      last_ts.push_back(base);
     } else {
       s = batch.mutable_series(it->second);
     }
@@ -50,6 +53,13 @@ std::string EncodeReadings(std::span<const Reading> readings) {
     prev = r.ts_ns;
     s->add_values(r.value);
   }
+  if (encoding == ReadingsEncoding::kCompact) {
+    std::vector<double> values;
+    for (auto& s : *batch.mutable_series()) {
+      values.assign(s.values().begin(), s.values().end());
+      SetSeriesValues(values, s);
+    }
+  }
   return batch.SerializeAsString();
 }
 
@@ -59,18 +69,20 @@ Result<std::vector<Reading>> DecodeReadings(std::string_view bytes) {
     return Error(Code::kDataLoss, "reading batch does not parse");
   std::vector<Reading> out;
   size_t total = 0;
-  for (const auto& s : batch.series()) total += static_cast<size_t>(s.values_size());
+  for (const auto& s : batch.series())
+    total += static_cast<size_t>(s.values_size() + s.decimal_values_size());
   out.reserve(total);
   std::vector<int64_t> ts;
+  std::vector<double> values;
   for (int i = 0; i < batch.series_size(); ++i) {
-    if (auto st = SeriesTimestamps(batch, i, ts); !st.ok()) {
-      return Error(Code::kDataLoss, "reading batch is damaged: {}", st.message());
-    }
+    Status st = SeriesTimestamps(batch, i, ts);
+    if (st.ok()) st = SeriesValues(batch, i, values);
+    if (!st.ok()) return Error(Code::kDataLoss, "reading batch is damaged: {}", st.message());
     const auto& s = batch.series(i);
     const std::string& device = batch.devices(static_cast<int>(s.device()));
     const std::string& metric = batch.metrics(static_cast<int>(s.metric()));
-    for (int k = 0; k < s.values_size(); ++k) {
-      out.push_back(Reading{device, metric, ts[static_cast<size_t>(k)], s.values(k)});
+    for (size_t k = 0; k < values.size(); ++k) {
+      out.push_back(Reading{device, metric, ts[k], values[k]});
     }
   }
   return out;

@@ -14,8 +14,13 @@
 
 namespace verge::data {
 
+// kCompact also writes values as exact short decimals where they have one (a few more
+// nanoseconds per reading, for bytes on the uplink).
+enum class ReadingsEncoding { kFast, kCompact };
+
 // Readings of one series stay in their input order; series appear in order of first use.
-std::string EncodeReadings(std::span<const Reading> readings);
+std::string EncodeReadings(std::span<const Reading> readings,
+                           ReadingsEncoding encoding = ReadingsEncoding::kFast);
 
 // The exact inverse of EncodeReadings, in its grouped order. Refuses a malformed batch.
 Result<std::vector<Reading>> DecodeReadings(std::string_view bytes);

@@ -75,7 +75,7 @@ PipelineStats Pipeline::stats() const {
 
 Status Pipeline::CloseBatch(std::vector<StoredBatch>& closed) {
   if (open_.empty()) return Status::Ok();
-  std::string raw = EncodeReadings(open_);
+  std::string raw = EncodeReadings(open_, ReadingsEncoding::kCompact);
   VERGE_ASSIGN_OR_RETURN(auto compressed, ZstdCompress(raw, options_.zstd_level));
   StoredBatch b;
   b.priority = v1::TELEMETRY;

@@ -238,6 +238,15 @@ TEST(DecodeUplink, RejectsWhatCanNeverBeStored) {
   expect_bad(with([](auto& rb) { rb.mutable_series(0)->add_values(1); }), "3 timestamps but 4");
   expect_bad(with([](auto& rb) { rb.mutable_series(0)->set_values(1, NAN); }), "not finite");
   expect_bad(with([](auto& rb) { rb.mutable_series(0)->set_values(2, INFINITY); }), "not finite");
+  expect_bad(with([](auto& rb) {
+               auto* s = rb.mutable_series(0);
+               s->clear_values();
+               for (int i = 0; i < 3; ++i) s->add_decimal_values(i);
+               s->set_decimal_exp(12);
+             }),
+             "decimal exponent 12");
+  expect_bad(with([](auto& rb) { rb.mutable_series(0)->add_decimal_values(1); }),
+             "3 timestamps but 4");
   expect_bad(with([](auto& rb) { rb.set_devices(0, "bad name"); }), "device name");
   expect_bad(with([](auto& rb) { rb.set_metrics(0, std::string(65, 'm')); }), "metric name");
   expect_bad(with([](auto& rb) { rb.mutable_series(0)->set_ts_delta_ns(0, -5); }), "before 1970");

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <bit>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -67,6 +68,36 @@ TEST(Codec, RoundTripsGroupedBySeries) {
   EXPECT_EQ(*out, want);
 }
 
+TEST(Codec, CompactKeepsEveryValueBitForBitAndShortDecimalsSmall) {
+  // Short decimals as devices send them, and values with no short decimal form.
+  const std::vector<double> decimals = {21.5, 231.0712, -3, 0.1, 1e6, 0, 0.000000001, -17.25};
+  const std::vector<double> others = {1.0 / 3, 1e300, -0.0, 5e-324, 9007199254740993.0};
+  std::vector<Reading> in;
+  for (size_t i = 0; i < decimals.size(); ++i)
+    in.push_back({"a", "dec", kT0 + static_cast<int64_t>(i), decimals[i]});
+  for (size_t i = 0; i < others.size(); ++i)
+    in.push_back({"a", "other", kT0 + static_cast<int64_t>(i), others[i]});
+  std::string compact = EncodeReadings(in, ReadingsEncoding::kCompact);
+  auto out = DecodeReadings(compact);
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  ASSERT_EQ(out->size(), in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    EXPECT_EQ(std::bit_cast<uint64_t>((*out)[i].value), std::bit_cast<uint64_t>(in[i].value)) << i;
+    EXPECT_EQ((*out)[i].ts_ns, in[i].ts_ns);
+  }
+  v1::ReadingBatch b;
+  ASSERT_TRUE(b.ParseFromString(compact));
+  EXPECT_EQ(b.series(0).decimal_values_size(), 8);
+  EXPECT_EQ(b.series(0).decimal_exp(), 9u);
+  EXPECT_EQ(b.series(1).values_size(), 5);  // one value without a short form keeps doubles
+  // 100 readings of a sensor that reports two decimals: two bytes a value instead of eight.
+  std::vector<Reading> sensor;
+  for (int i = 0; i < 100; ++i)
+    sensor.push_back({"a", "t", kT0 + i * 1'000'000'000LL, 20 + (i % 37) * 0.01});
+  EXPECT_LE(EncodeReadings(sensor, ReadingsEncoding::kCompact).size() + 100 * 5,
+            EncodeReadings(sensor).size());
+}
+
 TEST(Codec, RefusesInconsistentBatches) {
   v1::ReadingBatch b;
   b.add_devices("a");
@@ -74,6 +105,23 @@ TEST(Codec, RefusesInconsistentBatches) {
   s->set_device(3);
   EXPECT_FALSE(DecodeReadings(b.SerializeAsString()).ok());
   EXPECT_FALSE(DecodeReadings("\xff\xff garbage").ok());
+  v1::ReadingBatch d;
+  d.add_devices("a");
+  d.add_metrics("m");
+  auto* ds = d.add_series();
+  ds->add_ts_delta_ns(kT0);
+  ds->add_decimal_values(5);
+  ds->set_decimal_exp(10);
+  EXPECT_FALSE(DecodeReadings(d.SerializeAsString()).ok());  // exponent past 9
+  ds->set_decimal_exp(1);
+  ASSERT_TRUE(DecodeReadings(d.SerializeAsString()).ok());
+  EXPECT_EQ((*DecodeReadings(d.SerializeAsString()))[0].value, 0.5);
+  ds->set_decimal_values(0, (int64_t{1} << 53) + 1);
+  EXPECT_FALSE(DecodeReadings(d.SerializeAsString()).ok());  // not exactly a double
+  ds->set_decimal_values(0, 5);
+  ds->add_values(0.5);
+  ds->add_ts_delta_ns(1);
+  EXPECT_FALSE(DecodeReadings(d.SerializeAsString()).ok());  // both kinds
 }
 
 TEST(UplinkBuffer, JournalSurvivesReopenAndCommitMovesTheCursor) {
