@@ -31,7 +31,7 @@ class SeriesSink {
  public:
   SeriesSink(const TelemetryQuery& q, const std::string& metric, int64_t min_ts,
              std::vector<Point>& out)
-      : q_(q), metric_(metric), min_ts_(min_ts), out_(out) {
+      : q_(q), metric_(metric), min_ts_(min_ts), out_(out), folder_(q.agg, q.step_ns) {
     skip_through_ = q.has_after && (q.after_metric.empty() || q.after_metric == metric)
                         ? std::optional<int64_t>(q.after_ts)
                         : std::nullopt;
@@ -43,20 +43,13 @@ class SeriesSink {
     if (last_ts_ && *last_ts_ == ts) return true;  // the same reading stored twice
     last_ts_ = ts;
     if (q_.agg == Aggregate::kNone) return Emit(ts, v);
-    int64_t bucket = ts - ts % q_.step_ns;
-    if (acc_.count > 0 && bucket != bucket_) {
-      if (!Flush()) return false;
-    }
-    bucket_ = bucket;
-    acc_.Add(v);
-    return true;
+    auto done = folder_.Add(ts, v);
+    return !done || Emit(done->start, done->value);
   }
 
   bool Flush() {
-    if (acc_.count == 0) return true;
-    Accumulator acc = acc_;
-    acc_ = Accumulator();
-    return Emit(bucket_, acc.Value(q_.agg));
+    auto done = folder_.Finish();
+    return !done || Emit(done->start, done->value);
   }
 
  private:
@@ -72,8 +65,7 @@ class SeriesSink {
   std::vector<Point>& out_;
   std::optional<int64_t> skip_through_;
   std::optional<int64_t> last_ts_;
-  Accumulator acc_;
-  int64_t bucket_ = 0;
+  BucketFolder folder_;
 };
 
 }  // namespace

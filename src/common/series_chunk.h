@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -87,6 +88,39 @@ struct Accumulator {
     }
     return sum;
   }
+};
+
+// Folds one series' points, in time order, into buckets of `step_ns` aligned to the epoch (so
+// the same step always gives the same buckets): Add returns the bucket a point closes.
+class BucketFolder {
+ public:
+  struct Bucket {
+    int64_t start;
+    double value;
+  };
+  BucketFolder(Aggregate agg, int64_t step_ns) : agg_(agg), step_ns_(step_ns) {}
+  std::optional<Bucket> Add(int64_t ts, double v) {
+    int64_t r = ts % step_ns_;
+    int64_t bucket = r < 0 ? ts - r - step_ns_ : ts - r;
+    std::optional<Bucket> done;
+    if (acc_.count > 0 && bucket != bucket_) done = Finish();
+    bucket_ = bucket;
+    acc_.Add(v);
+    return done;
+  }
+  // The open bucket, if any.
+  std::optional<Bucket> Finish() {
+    if (acc_.count == 0) return std::nullopt;
+    Bucket b{bucket_, acc_.Value(agg_)};
+    acc_ = Accumulator();
+    return b;
+  }
+
+ private:
+  Aggregate agg_;
+  int64_t step_ns_;
+  Accumulator acc_;
+  int64_t bucket_ = 0;
 };
 
 }  // namespace verge

@@ -65,9 +65,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const auto& c : MakeChunks("fuzz-node", std::move(again->series))) {
       std::vector<int64_t> ts;
       std::vector<double> values;
-      if (!DecodeChunk(c.data, ts, values).ok()) std::abort();
+      if (!verge::DecodeChunk(c.data, ts, values).ok()) std::abort();
       if (ts.size() != c.count || ts.front() != c.start_ts || ts.back() != c.end_ts) std::abort();
-      if (ChunkBucket(c.start_ts) != ChunkBucket(c.end_ts)) std::abort();
+      if (verge::ChunkBucket(c.start_ts) != verge::ChunkBucket(c.end_ts)) std::abort();
       for (size_t i = 1; i < ts.size(); ++i) {
         if (ts[i] < ts[i - 1]) std::abort();
       }
@@ -80,6 +80,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   std::vector<int64_t> ts;
   std::vector<double> values;
-  (void)DecodeChunk(bytes, ts, values);
+  (void)verge::DecodeChunk(bytes, ts, values);
   return 0;
 }

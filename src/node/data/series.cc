@@ -91,23 +91,17 @@ struct Cell {
 class Sink {
  public:
   Sink(const SeriesQuery& q, const std::string& metric, std::vector<Reading>& out)
-      : q_(q), metric_(metric), out_(out) {}
+      : q_(q), metric_(metric), out_(out), folder_(q.agg, q.step_ns) {}
   // False once the limit is reached.
   bool Add(int64_t ts, double v) {
     if (ts < q_.from_ns || ts > q_.to_ns) return true;
     if (q_.agg == Aggregate::kNone) return Emit(ts, v);
-    int64_t r = ts % q_.step_ns;
-    int64_t bucket = r < 0 ? ts - r - q_.step_ns : ts - r;
-    if (acc_.count > 0 && bucket != bucket_ && !Flush()) return false;
-    bucket_ = bucket;
-    acc_.Add(v);
-    return true;
+    auto done = folder_.Add(ts, v);
+    return !done || Emit(done->start, done->value);
   }
   bool Flush() {
-    if (acc_.count == 0) return true;
-    Accumulator acc = acc_;
-    acc_ = Accumulator();
-    return Emit(bucket_, acc.Value(q_.agg));
+    auto done = folder_.Finish();
+    return !done || Emit(done->start, done->value);
   }
 
  private:
@@ -119,8 +113,7 @@ class Sink {
   const SeriesQuery& q_;
   const std::string& metric_;
   std::vector<Reading>& out_;
-  Accumulator acc_;
-  int64_t bucket_ = 0;
+  BucketFolder folder_;
 };
 
 // Moves a store that still has the one-row-per-reading table into chunks.
